@@ -1,0 +1,42 @@
+# The two commands a new user needs: `make run` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+LAKE ?= lake
+
+.PHONY: run test test-fast install kafka-up kafka-down constraints clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+## Run the whole pipeline on the shipped datasets into ./lake (no accounts, no broker needed).
+run: $(INSTALLED)
+	$(BIN)/logistics-pipeline run --lake $(LAKE)
+
+## The full test suite: unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+## Unit tests only (seconds).
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest tests/unit
+
+## A real single-node Kafka on 127.0.0.1 (jars from Maven Central, cached); prints HOST:PORT last.
+kafka-up:
+	$(PYTHON) deployments/local_kafka.py up
+
+kafka-down:
+	$(PYTHON) deployments/local_kafka.py down
+
+## Re-pin every installed package (run after changing dependencies in pyproject.toml).
+constraints:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^logistics-pipeline' > constraints.txt
+
+clean:
+	rm -rf $(LAKE) .pytest_cache dbt_gold/target dbt_gold/logs

@@ -1,0 +1,115 @@
+"""The `logistics-pipeline` command line: run the whole pipeline or one layer.
+
+Every command exits 0 on success and 1 with a one-line reason on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Medallion pipeline for logistics orders: CSV exports (and a Kafka stream) -> bronze -> silver -> gold.\n\n"
+    "Settings come from LOGISTICS_* environment variables; options given here win.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SourceDir = Annotated[
+    Path | None,
+    typer.Option("--source-dir", help="Folder with source_crm/*.csv and source_erp/*.csv (default: the shipped datasets/)."),
+]
+LakeDir = Annotated[str | None, typer.Option("--lake", help="Lake folder for bronze/, silver/, quarantine/ and gold.duckdb (default: ./lake).")]
+DbtTarget = Annotated[str | None, typer.Option("--dbt-target", help="dbt target in dbt_gold/profiles.yml (default: local).")]
+
+
+def _run(action: Callable[[], Any]) -> Any:
+    """Run a flow; on failure print one line naming the problem and exit 1."""
+    from tasks.errors import quiet_pipeline_error_tracebacks
+
+    quiet_pipeline_error_tracebacks()
+    try:
+        return action()
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
+        message = " ".join(str(error).split()) or type(error).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+@app.command()
+def run(
+    source_dir: SourceDir = None,
+    lake: LakeDir = None,
+    orders: Annotated[int, typer.Option("--orders", min=0, help="Orders to produce to the stream first (0 = none).")] = 0,
+    dbt_target: DbtTarget = None,
+) -> None:
+    """Run the whole pipeline: bronze, silver, then gold (dbt)."""
+    from flows.pipeline import logistics_pipeline
+
+    summary = _run(lambda: logistics_pipeline(source_dir=_text(source_dir), lake=lake, orders=orders, dbt_target=dbt_target))
+    typer.echo(f"gold tables in {summary['gold']}: {summary['gold_rows']}")
+
+
+@app.command()
+def bronze(source_dir: SourceDir = None, lake: LakeDir = None) -> None:
+    """Land the CSV exports in bronze Delta tables (every column as text)."""
+    from flows.bronze import bronze_layer
+
+    rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake))
+    typer.echo(f"bronze rows: {rows}")
+
+
+@app.command()
+def silver(lake: LakeDir = None) -> None:
+    """Build the silver tables (and quarantine) from bronze."""
+    from flows.silver import silver_layer
+
+    counts = _run(lambda: silver_layer(lake=lake))
+    for c in counts:
+        typer.echo(f"{c.table}: {c.rows_in} in, {c.rows_out} out, {c.quarantined} quarantined, {c.merged_duplicates} merged")
+
+
+@app.command()
+def gold(lake: LakeDir = None, dbt_target: DbtTarget = None) -> None:
+    """Build and test the gold models with dbt."""
+    from flows.gold import dbt_gold
+
+    counts = _run(lambda: dbt_gold(lake=lake, dbt_target=dbt_target))
+    typer.echo(f"gold rows: {counts}")
+
+
+@app.command("generate-datasets")
+def generate_datasets(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write source_crm/ and source_erp/ into.")],
+    scale: Annotated[float, typer.Option("--scale", min=0.001, help="1 is about the reference size; 100 is about 6 million sales lines.")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed and scale give byte-identical files.")] = 42,
+) -> None:
+    """Generate synthetic CRM/ERP CSV exports (deterministic)."""
+    from datasets.generate import generate_datasets as generate
+
+    rows = _run(lambda: generate(out, scale=scale, seed=seed))
+    for name, count in rows.items():
+        typer.echo(f"{out / name}: {count} rows")
+
+
+def main() -> None:
+    # A temporary Prefect server phones home at start; on offline machines that only logs errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    app(prog_name="logistics-pipeline")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Gold with dbt: build the dimensional models and run their tests through PrefectDbtRunner,
+so that every model and test is a task (and an asset) in the Prefect UI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+from tasks.settings import DBT_PROJECT_DIR, Settings
+
+GOLD_SCHEMA = "gold"
+GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """What the dbt profile reads from the environment."""
+    return {"LOGISTICS_LAKE": settings.lake}
+
+
+def dbt_runner(settings: Settings) -> PrefectDbtRunner:
+    """A runner whose compiled files and logs live in the lake, not in the repository."""
+    work_dir = Path(settings.lake) / "_dbt" if settings.is_local_lake else Path(".dbt-work")
+    os.environ["DBT_LOG_PATH"] = str(work_dir / "logs")
+    return PrefectDbtRunner(
+        settings=PrefectDbtSettings(
+            project_dir=DBT_PROJECT_DIR,
+            profiles_dir=DBT_PROJECT_DIR,
+            target_path=work_dir / "target",
+        ),
+        raise_on_failure=True,
+    )
+
+
+def dbt_build(settings: Settings, select: list[str] | None = None) -> None:
+    """`dbt build` (models, then their tests); raises naming each failed model or test."""
+    os.environ.update(dbt_environment(settings))
+    args = ["build", "--target", settings.dbt_target]
+    if select:
+        args += ["--select", *select]
+    try:
+        dbt_runner(settings).invoke(args)
+    finally:
+        release_duckdb_file()
+
+
+def release_duckdb_file() -> None:
+    """dbt-duckdb keeps its database open in-process after a run; close it so that readers
+    (and the next run) can open gold.duckdb."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter
+        return
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
+        environment.close()
+        DuckDBConnectionManager.close_all_connections()
+
+
+def gold_row_counts(gold_path: str) -> dict[str, int]:
+    """Rows per gold table in the local DuckDB file."""
+    with duckdb.connect(gold_path, read_only=True) as connection:
+        return {
+            table: connection.execute(f"select count(*) from {GOLD_SCHEMA}.{table}").fetchone()[0]
+            for table in GOLD_TABLES
+        }

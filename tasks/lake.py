@@ -1,0 +1,66 @@
+"""Delta Lake I/O: where each table lives and how it is read and written atomically.
+
+Every write records what it was computed from (``logistics.input``) in the commit's
+metadata, so a rerun can tell cheaply whether a table is already up to date.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import polars as pl
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+Layer = Literal["bronze", "silver", "quarantine"]
+INPUT_KEY = "logistics.input"
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root (folder or object-store URI) with one Delta table per layer/table."""
+
+    root: str
+
+    def uri(self, layer: Layer, table: str) -> str:
+        return f"{self.root}/{layer}/{table}"
+
+    @property
+    def gold_path(self) -> str:
+        return f"{self.root}/gold.duckdb"
+
+
+def table_exists(uri: str) -> bool:
+    return DeltaTable.is_deltatable(uri)
+
+
+def table_version(uri: str) -> int | None:
+    """Current Delta version, or None when the table does not exist yet."""
+    return DeltaTable(uri).version() if table_exists(uri) else None
+
+
+def recorded_input(uri: str) -> str | None:
+    """The input fingerprint stored with the table's latest commit, if any."""
+    if not table_exists(uri):
+        return None
+    for commit in DeltaTable(uri).history(limit=1):
+        value = commit.get(INPUT_KEY)
+        return None if value is None else str(value)
+    return None
+
+
+def scan(uri: str) -> pl.LazyFrame:
+    return pl.scan_delta(uri)
+
+
+def overwrite(uri: str, data: pl.DataFrame, *, input_fingerprint: str, metadata: dict[str, Any] | None = None) -> None:
+    """Replace the table's content in one Delta commit (readers never see a partial table)."""
+    custom = {INPUT_KEY: input_fingerprint, **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()}}
+    write_deltalake(
+        uri,
+        data,
+        mode="overwrite",
+        schema_mode="overwrite",
+        commit_properties=CommitProperties(custom_metadata=custom),
+    )

@@ -1,0 +1,57 @@
+"""Named reject rules, quarantine, and the count reconciliation every silver table obeys.
+
+A rule is a name plus a boolean expression that is true for the rows it rejects. Rows are
+tagged with the first rule they break; tagged rows go to quarantine as received.
+Everything here is written against narwhals, so it runs on polars, DuckDB and Spark alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import narwhals as nw
+
+RULE_COLUMN = "_rule"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named reason to reject a row: ``rejects()`` is true for the rows it refuses."""
+
+    name: str
+    rejects: Callable[[], nw.Expr]
+
+
+def tag_rejects(frame: nw.LazyFrame, rules: Sequence[Rule]) -> nw.LazyFrame:
+    """Add ``_rule``: the name of the first rule a row breaks, or null when it passes all."""
+    reason: nw.Expr = nw.lit(None, dtype=nw.String())
+    for rule in reversed(rules):
+        reason = nw.when(rule.rejects().fill_null(False)).then(nw.lit(rule.name)).otherwise(reason)
+    return frame.with_columns(reason.alias(RULE_COLUMN))
+
+
+def accepted(tagged: nw.LazyFrame) -> nw.LazyFrame:
+    return tagged.filter(nw.col(RULE_COLUMN).is_null()).drop(RULE_COLUMN)
+
+
+def quarantined(tagged: nw.LazyFrame) -> nw.LazyFrame:
+    return tagged.filter(~nw.col(RULE_COLUMN).is_null())
+
+
+@dataclass(frozen=True)
+class TableCounts:
+    """Rows in, out, quarantined and merged as duplicates for one silver table."""
+
+    table: str
+    rows_in: int
+    rows_out: int
+    quarantined: int
+    merged_duplicates: int
+
+    def __post_init__(self) -> None:
+        if self.rows_in != self.rows_out + self.quarantined + self.merged_duplicates:
+            raise ValueError(
+                f"silver table {self.table}: counts do not reconcile: {self.rows_in} in != "
+                f"{self.rows_out} out + {self.quarantined} quarantined + {self.merged_duplicates} merged"
+            )

@@ -1,0 +1,62 @@
+"""One typed settings object for the whole pipeline.
+
+Values come, lowest priority first, from defaults, environment variables prefixed
+``LOGISTICS_`` (a few well-known names such as ``KAFKA_BOOTSTRAP_SERVERS`` are read too)
+and finally flow parameters / CLI options passed to :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE_DIR = PROJECT_ROOT / "datasets"
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_gold"
+
+
+class Settings(BaseSettings):
+    """Where the lake is, where sources come from, and which engine runs the layers."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGISTICS_", extra="forbid", populate_by_name=True)
+
+    lake: str = Field("lake", description="Folder (or object-store URI) holding bronze/, silver/, quarantine/ and gold.duckdb.")
+    source_dir: Path = Field(DEFAULT_SOURCE_DIR, description="Folder with source_crm/*.csv and source_erp/*.csv.")
+    engine: Literal["local", "databricks"] = Field("local", description="Where bronze and silver run.")
+    dbt_target: str = Field("local", description="dbt target in dbt_gold/profiles.yml.")
+
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LOGISTICS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="HOST:PORT[,HOST:PORT]; unset means the local landing-folder transport.",
+    )
+    kafka_topic: str = Field("orders", description="Topic the orders stream uses.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+
+    @field_validator("lake")
+    @classmethod
+    def _absolute_local_lake(cls, value: str) -> str:
+        """Local lakes become absolute paths so dbt and sub-processes agree on them."""
+        if "://" in value:
+            return value.rstrip("/")
+        return str(Path(value).expanduser().resolve())
+
+    @field_validator("source_dir")
+    @classmethod
+    def _absolute_source_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def is_local_lake(self) -> bool:
+        return "://" not in self.lake
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with explicit (non-None) overrides on top."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

@@ -1,0 +1,291 @@
+"""Silver rules: typed, cleansed, deduplicated tables from bronze text columns.
+
+Each table is a ``SilverTable``: reject rules (rows that go to quarantine), a pure
+``cleanse`` function from lazy frame to lazy frame, and the key that duplicates merge on.
+They are written once against narwhals' polars-style API, so the same functions run on a
+polars LazyFrame locally and on a Spark DataFrame on Databricks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import narwhals as nw
+
+from tasks.quality import Rule, accepted, tag_rejects
+
+NA = "n/a"
+
+
+# --- expression helpers -------------------------------------------------------------------
+
+def text(name: str) -> nw.Expr:
+    """A bronze text column, trimmed, with blank meaning null."""
+    trimmed = nw.col(name).str.strip_chars()
+    return nw.when(trimmed.str.len_chars() > 0).then(trimmed).otherwise(nw.lit(None, dtype=nw.String()))
+
+
+def is_blank(name: str) -> nw.Expr:
+    return text(name).is_null()
+
+
+def matches(expr: nw.Expr, pattern: str) -> nw.Expr:
+    return expr.str.contains(pattern).fill_null(False)
+
+
+def _only_when(valid: nw.Expr, expr: nw.Expr) -> nw.Expr:
+    return nw.when(valid).then(expr).otherwise(nw.lit(None, dtype=nw.String()))
+
+
+INTEGER = r"^[+-]?[0-9]+$"
+NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"
+
+
+def to_int(name: str) -> nw.Expr:
+    """Integer text to Int64; anything else becomes null (never an error)."""
+    value = text(name)
+    return _only_when(matches(value, INTEGER) & (value.str.len_chars() <= 18), value).cast(nw.Int64())
+
+
+def to_float(name: str) -> nw.Expr:
+    """Decimal text to Float64; anything else becomes null."""
+    value = text(name)
+    return _only_when(matches(value, NUMBER) & (value.str.len_chars() <= 30), value).cast(nw.Float64())
+
+
+def is_integer(name: str) -> nw.Expr:
+    return ~to_int(name).is_null()
+
+
+_DATE_LAYOUTS = {
+    # layout: (pattern, strftime format, (year, month, day) slices as (offset, length))
+    "yyyymmdd": (r"^[0-9]{8}$", "%Y%m%d", ((0, 4), (4, 2), (6, 2))),
+    "yyyy-mm-dd": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "%Y-%m-%d", ((0, 4), (5, 2), (8, 2))),
+}
+
+
+def to_date(name: str, layout: str) -> nw.Expr:
+    """Date text in ``layout`` to Date; malformed or impossible dates (Feb 30) become null."""
+    pattern, fmt, ((y0, yn), (m0, mn), (d0, dn)) = _DATE_LAYOUTS[layout]
+    shaped = _only_when(matches(text(name), pattern), text(name))
+    year = shaped.str.slice(y0, yn).cast(nw.Int64())
+    month = shaped.str.slice(m0, mn).cast(nw.Int64())
+    day = shaped.str.slice(d0, dn).cast(nw.Int64())
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = (
+        nw.when(month == 2).then(nw.when(leap).then(29).otherwise(28))
+        .otherwise(nw.when(month.is_in([4, 6, 9, 11])).then(30).otherwise(31))
+    )
+    valid = (year >= 1) & month.is_between(1, 12) & (day >= 1) & (day <= month_days)
+    return _only_when(valid.fill_null(False), shaped).str.to_date(fmt)
+
+
+def code_map(name: str, mapping: dict[str, str], default: str = NA) -> nw.Expr:
+    """Trimmed, upper-cased codes mapped to labels; anything else becomes ``default``."""
+    code = nw.col(name).str.strip_chars().str.to_uppercase()
+    result: nw.Expr = nw.lit(default)
+    for key, label in mapping.items():
+        result = nw.when(code == key).then(nw.lit(label)).otherwise(result)
+    return result
+
+
+# --- the tables ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SilverTable:
+    """One silver table: where it comes from, what it rejects, how it cleanses, what merges."""
+
+    name: str
+    bronze: str
+    rules: tuple[Rule, ...]
+    cleanse: Callable[[nw.LazyFrame], nw.LazyFrame]
+    merge_key: tuple[str, ...]
+    merge_order: tuple[str, ...] = ("_line",)
+
+    def dedupe(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        """Keep the last row per merge key in ``merge_order`` (later rows win)."""
+        return frame.unique(list(self.merge_key), keep="last", order_by=list(self.merge_order))
+
+
+def missing(column: str, rule: str) -> Rule:
+    return Rule(rule, lambda: is_blank(column))
+
+
+def crm_customers(frame: nw.LazyFrame) -> nw.LazyFrame:
+    return frame.select(
+        to_int("cst_id").alias("cst_id"),
+        text("cst_key").alias("cst_key"),
+        text("cst_firstname").alias("cst_firstname"),
+        text("cst_lastname").alias("cst_lastname"),
+        code_map("cst_marital_status", {"S": "Single", "M": "Married"}).alias("cst_marital_status"),
+        code_map("cst_gndr", {"F": "Female", "M": "Male"}).alias("cst_gndr"),
+        to_date("cst_create_date", "yyyy-mm-dd").alias("cst_create_date"),
+        nw.col("_ingested_at"),
+        nw.col("_line"),
+    )
+
+
+def crm_products(frame: nw.LazyFrame) -> nw.LazyFrame:
+    versions = frame.with_columns(
+        text("prd_key").alias("_product_key"),
+        to_date("prd_start_dt", "yyyy-mm-dd").alias("_start"),
+    )
+    next_start = nw.col("_start").shift(-1).over("_product_key", order_by=["_start", "_line"])
+    return versions.select(
+        to_int("prd_id").alias("prd_id"),
+        nw.col("_product_key").str.slice(0, 5).str.replace_all("-", "_").alias("cat_id"),
+        nw.col("_product_key").str.slice(6).alias("prd_key"),
+        text("prd_nm").alias("prd_nm"),
+        to_float("prd_cost").fill_null(0.0).alias("prd_cost"),
+        code_map("prd_line", {"M": "Mountain", "R": "Road", "S": "Other Sales", "T": "Touring"}).alias("prd_line"),
+        nw.col("_start").alias("prd_start_dt"),
+        next_start.dt.offset_by("-1d").alias("prd_end_dt"),
+        nw.col("_ingested_at"),
+        nw.col("_line"),
+    )
+
+
+def _sales_amounts() -> tuple[nw.Expr, nw.Expr]:
+    """Sales and price as the reference rules repair them (see README: silver rules)."""
+    quantity = to_int("sls_quantity")
+    sales_in = to_float("sls_sales")
+    price_in = to_float("sls_price")
+    expected = quantity * price_in.abs()
+    sales_bad = sales_in.is_null() | (sales_in <= 0) | (sales_in != expected).fill_null(False)
+    sales = nw.when(sales_bad).then(expected).otherwise(sales_in)
+    price_bad = price_in.is_null() | (price_in <= 0)
+    price = nw.when(price_bad).then(sales_in / quantity).otherwise(price_in)
+    return sales, price
+
+
+def crm_sales(frame: nw.LazyFrame) -> nw.LazyFrame:
+    sales, price = _sales_amounts()
+    return frame.select(
+        text("sls_ord_num").alias("sls_ord_num"),
+        text("sls_prd_key").alias("sls_prd_key"),
+        to_int("sls_cust_id").alias("sls_cust_id"),
+        to_date("sls_order_dt", "yyyymmdd").alias("sls_order_dt"),
+        to_date("sls_ship_dt", "yyyymmdd").alias("sls_ship_dt"),
+        to_date("sls_due_dt", "yyyymmdd").alias("sls_due_dt"),
+        sales.alias("sls_sales"),
+        to_int("sls_quantity").alias("sls_quantity"),
+        price.alias("sls_price"),
+        nw.col("_ingested_at"),
+        nw.col("_line"),
+    )
+
+
+def _amount_unrecoverable() -> nw.Expr:
+    sales, price = _sales_amounts()
+    return sales.is_null() | price.is_null() | (price <= 0) | (sales <= 0)
+
+
+def erp_customers(frame: nw.LazyFrame, today: date | None = None) -> nw.LazyFrame:
+    cid = text("CID")
+    birthdate = to_date("BDATE", "yyyy-mm-dd")
+    return frame.select(
+        nw.when(cid.str.starts_with("NAS")).then(cid.str.slice(3)).otherwise(cid).alias("cid"),
+        nw.when(birthdate > nw.lit(today or date.today())).then(nw.lit(None, dtype=nw.Date())).otherwise(birthdate).alias("bdate"),
+        code_map("GEN", {"F": "Female", "FEMALE": "Female", "M": "Male", "MALE": "Male"}).alias("gen"),
+        nw.col("_ingested_at"),
+        nw.col("_line"),
+    )
+
+
+def erp_locations(frame: nw.LazyFrame) -> nw.LazyFrame:
+    country = text("CNTRY")
+    return frame.select(
+        text("CID").str.replace_all("-", "").alias("cid"),
+        nw.when(country.is_null()).then(nw.lit(NA))
+        .otherwise(
+            nw.when(country == "DE").then(nw.lit("Germany"))
+            .otherwise(nw.when(country.is_in(["US", "USA"])).then(nw.lit("United States")).otherwise(country))
+        ).alias("cntry"),
+        nw.col("_ingested_at"),
+        nw.col("_line"),
+    )
+
+
+def erp_categories(frame: nw.LazyFrame) -> nw.LazyFrame:
+    return frame.select(
+        text("ID").alias("id"),
+        text("CAT").alias("cat"),
+        text("SUBCAT").alias("subcat"),
+        text("MAINTENANCE").alias("maintenance"),
+        nw.col("_ingested_at"),
+        nw.col("_line"),
+    )
+
+
+SILVER_TABLES: tuple[SilverTable, ...] = (
+    SilverTable(
+        "crm_cust_info",
+        "crm_cust_info",
+        rules=(
+            missing("cst_id", "missing_customer_id"),
+            Rule("non_numeric_customer_id", lambda: ~is_integer("cst_id")),
+        ),
+        cleanse=crm_customers,
+        merge_key=("cst_id",),
+        merge_order=("cst_create_date", "_line"),
+    ),
+    SilverTable(
+        "crm_prd_info",
+        "crm_prd_info",
+        rules=(
+            Rule("non_numeric_product_id", lambda: ~is_integer("prd_id")),
+            Rule("malformed_product_key", lambda: is_blank("prd_key") | (text("prd_key").str.len_chars() < 7)),
+            Rule("missing_start_date", lambda: to_date("prd_start_dt", "yyyy-mm-dd").is_null()),
+        ),
+        cleanse=crm_products,
+        merge_key=("prd_id",),
+    ),
+    SilverTable(
+        "crm_sales_details",
+        "crm_sales_details",
+        rules=(
+            missing("sls_ord_num", "missing_order_number"),
+            missing("sls_prd_key", "missing_product_number"),
+            missing("sls_cust_id", "missing_customer_id"),
+            Rule("non_numeric_customer_id", lambda: ~is_integer("sls_cust_id")),
+            Rule("invalid_quantity", lambda: ~(to_int("sls_quantity") > 0).fill_null(False)),
+            Rule("unrecoverable_price", _amount_unrecoverable),
+        ),
+        cleanse=crm_sales,
+        merge_key=("sls_ord_num", "sls_prd_key"),
+    ),
+    SilverTable(
+        "erp_cust_az12",
+        "erp_cust_az12",
+        rules=(missing("CID", "missing_customer_id"),),
+        cleanse=erp_customers,
+        merge_key=("cid",),
+    ),
+    SilverTable(
+        "erp_loc_a101",
+        "erp_loc_a101",
+        rules=(missing("CID", "missing_customer_id"),),
+        cleanse=erp_locations,
+        merge_key=("cid",),
+    ),
+    SilverTable(
+        "erp_px_cat_g1v2",
+        "erp_px_cat_g1v2",
+        rules=(missing("ID", "missing_category_id"),),
+        cleanse=erp_categories,
+        merge_key=("id",),
+    ),
+)
+
+SILVER_BY_NAME = {table.name: table for table in SILVER_TABLES}
+
+
+def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame]:
+    """(tagged, cleansed, silver): rows tagged with the rule they break, the accepted rows
+    cleansed, and those rows with duplicates merged. Lazy on every engine."""
+    tagged = tag_rejects(bronze, table.rules)
+    cleansed = table.cleanse(accepted(tagged))
+    silver = table.dedupe(cleansed).drop("_line")
+    return tagged, cleansed, silver
