@@ -11,7 +11,7 @@ from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
 from tasks.settings import DBT_PROJECT_DIR, Settings
 
-GOLD_SCHEMA = "gold"
+GOLD_SCHEMA = "main"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
 
 

@@ -1,0 +1,262 @@
+"""The gold dbt project (dbt_gold/) on real Delta tables and a real DuckDB file.
+
+Each test writes a handful of silver rows as Delta tables under tmp_path/lake/silver,
+runs `dbt build` in-process against the `local` target, and reads <lake>/gold.duckdb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from deltalake import write_deltalake
+from dbt.cli.main import dbtRunner, dbtRunnerResult
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
+
+FIRST_LOAD = datetime(2025, 11, 20, 8, 0, tzinfo=timezone.utc)
+LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
+
+INGESTED_AT = pl.Datetime("us", "UTC")
+
+ORDER_LINE_SCHEMA = {
+    "sls_ord_num": pl.String,
+    "sls_prd_key": pl.String,
+    "sls_cust_id": pl.Int64,
+    "sls_order_dt": pl.Date,
+    "sls_ship_dt": pl.Date,
+    "sls_due_dt": pl.Date,
+    "sls_sales": pl.Float64,
+    "sls_quantity": pl.Int64,
+    "sls_price": pl.Float64,
+}
+STREAM_SCHEMA = {
+    **ORDER_LINE_SCHEMA,
+    "event_id": pl.String,
+    "event_time": INGESTED_AT,
+    "_ingested_at": INGESTED_AT,
+}
+CRM_SALES_SCHEMA = {**ORDER_LINE_SCHEMA, "_ingested_at": INGESTED_AT}
+
+
+def key(value: object) -> str:
+    """The surrogate key the models compute: md5 of the value as text."""
+    return hashlib.md5(str(value).encode()).hexdigest()
+
+
+def write_silver(lake: Path, table: str, rows: list[tuple], schema: dict, mode: str = "overwrite") -> None:
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    if "_ingested_at" not in frame.columns:
+        frame = frame.with_columns(pl.lit(FIRST_LOAD, INGESTED_AT).alias("_ingested_at"))
+    write_deltalake(str(lake / "silver" / table), frame, mode=mode)
+
+
+def stream_row(order: str, product: str, customer: int, quantity: int, price: float, event_id: str,
+               ingested_at: datetime) -> tuple:
+    return (order, product, customer, date(2025, 11, 19), date(2025, 11, 26), date(2025, 12, 1),
+            quantity * price, quantity, price, event_id, ingested_at, ingested_at)
+
+
+def crm_sales_row(order: str, product: str, customer: int, quantity: int, price: float,
+                  ingested_at: datetime = FIRST_LOAD, order_date: date | None = date(2013, 1, 10)) -> tuple:
+    return (order, product, customer, order_date, date(2013, 1, 17), date(2013, 1, 22),
+            quantity * price, quantity, price, ingested_at)
+
+
+def write_reference_silver(lake: Path) -> None:
+    """A tiny silver layer covering the joins and fallbacks the gold models implement."""
+    write_silver(lake, "crm_cust_info", [
+        (1, "AW00000001", "Ann", "Lee", "Married", "Female", date(2025, 1, 1)),
+        # gender unknown in the CRM: falls back to the ERP's 'Male'
+        (2, "AW00000002", "Bob", "Ray", "Single", "n/a", date(2025, 1, 2)),
+        # gender unknown in the CRM and the ERP; no ERP location
+        (3, "AW00000003", "Cid", "Roe", "n/a", "n/a", date(2025, 1, 3)),
+    ], {
+        "cst_id": pl.Int64, "cst_key": pl.String, "cst_firstname": pl.String,
+        "cst_lastname": pl.String, "cst_marital_status": pl.String, "cst_gndr": pl.String,
+        "cst_create_date": pl.Date,
+    })
+    write_silver(lake, "erp_cust_az12", [
+        ("AW00000001", date(1980, 5, 1), "Male"),  # the CRM's 'Female' wins
+        ("AW00000002", date(1990, 6, 2), "Male"),
+        ("AW00000003", None, "n/a"),
+    ], {"cid": pl.String, "bdate": pl.Date, "gen": pl.String})
+    write_silver(lake, "erp_loc_a101", [
+        ("AW00000001", "Germany"),
+        ("AW00000002", "United States"),
+    ], {"cid": pl.String, "cntry": pl.String})
+    write_silver(lake, "crm_prd_info", [
+        # two versions of one product: only the current one (no end date) is a dimension row
+        (10, "BI_RB", "BK-R50B-58", "Road-650 Black- 58", 400.0, "Road", date(2012, 1, 1), date(2012, 12, 31)),
+        (11, "BI_RB", "BK-R50B-58", "Road-650 Black- 58", 420.0, "Road", date(2013, 1, 1), None),
+        # category CO_PE is missing from the ERP
+        (20, "CO_PE", "PD-M282", "LL Mountain Pedal", 18.0, "Mountain", date(2013, 7, 1), None),
+        (30, "AC_HE", "HL-U509", "Sport-100 Helmet- Black", 12.0, "Other Sales", date(2011, 7, 1), None),
+    ], {
+        "prd_id": pl.Int64, "cat_id": pl.String, "prd_key": pl.String, "prd_nm": pl.String,
+        "prd_cost": pl.Float64, "prd_line": pl.String, "prd_start_dt": pl.Date,
+        "prd_end_dt": pl.Date,
+    })
+    write_silver(lake, "erp_px_cat_g1v2", [
+        ("BI_RB", "Bikes", "Road Bikes", "Yes"),
+        ("AC_HE", "Accessories", "Helmets", "No"),
+    ], {"id": pl.String, "cat": pl.String, "subcat": pl.String, "maintenance": pl.String})
+    write_silver(lake, "crm_sales_details", [
+        crm_sales_row("SO1", "BK-R50B-58", 1, 1, 420.0),
+        crm_sales_row("SO1", "HL-U509", 1, 2, 12.0),
+        crm_sales_row("SO2", "PD-M282", 2, 1, 18.0, order_date=None),
+    ], CRM_SALES_SCHEMA)
+    write_silver(lake, "stream_orders", [
+        stream_row("SO3", "HL-U509", 3, 1, 12.0, "e-1", FIRST_LOAD),
+        # the same line as a CRM line: the CRM line wins
+        stream_row("SO1", "HL-U509", 1, 3, 12.0, "e-2", FIRST_LOAD),
+    ], STREAM_SCHEMA)
+
+
+@pytest.fixture
+def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    lake = tmp_path / "lake"
+    write_reference_silver(lake)
+    monkeypatch.setenv("LOGISTICS_LAKE", str(lake))
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    return lake
+
+
+def dbt_build(lake: Path) -> dbtRunnerResult:
+    work = lake.parent
+    return dbtRunner().invoke([
+        "build",
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target", "local",
+        "--target-path", str(work / "dbt_target"),
+        "--log-path", str(work / "dbt_logs"),
+    ])
+
+
+def assert_build_passed(result: dbtRunnerResult) -> None:
+    assert result.exception is None, result.exception
+    failed = [(r.node.name, str(r.status), r.message) for r in result.result.results
+              if str(r.status) not in ("pass", "success")]
+    assert result.success, failed
+    assert not failed
+
+
+def query(lake: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(lake / "gold.duckdb")) as con:
+        return con.execute(sql).fetchall()
+
+
+FACT_COLUMNS = ("order_number, product_key, customer_key, order_date, shipping_date, due_date, "
+                "sales_amount, quantity, price, source")
+
+
+def fact_rows(lake: Path) -> list[tuple]:
+    return query(lake, f"select {FACT_COLUMNS} from main.fact_orders order by order_number, product_key")
+
+
+def expected_fact_rows() -> list[tuple]:
+    crm_dates = (date(2013, 1, 10), date(2013, 1, 17), date(2013, 1, 22))
+    stream_dates = (date(2025, 11, 19), date(2025, 11, 26), date(2025, 12, 1))
+    rows = [
+        ("SO1", key("BK-R50B-58"), key(1), *crm_dates, 420.0, 1, 420.0, "crm"),
+        ("SO1", key("HL-U509"), key(1), *crm_dates, 24.0, 2, 12.0, "crm"),
+        ("SO2", key("PD-M282"), key(2), None, *crm_dates[1:], 18.0, 1, 18.0, "crm"),
+        ("SO3", key("HL-U509"), key(3), *stream_dates, 12.0, 1, 12.0, "stream"),
+    ]
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
+def test_build_creates_the_gold_tables(lake: Path) -> None:
+    assert_build_passed(dbt_build(lake))
+
+    assert query(lake, """
+        select customer_key, customer_id, customer_number, first_name, last_name, country,
+               marital_status, gender, birthdate, create_date
+        from main.dim_customers order by customer_id
+    """) == [
+        (key(1), 1, "AW00000001", "Ann", "Lee", "Germany", "Married", "Female", date(1980, 5, 1), date(2025, 1, 1)),
+        (key(2), 2, "AW00000002", "Bob", "Ray", "United States", "Single", "Male", date(1990, 6, 2), date(2025, 1, 2)),
+        (key(3), 3, "AW00000003", "Cid", "Roe", None, "n/a", "n/a", None, date(2025, 1, 3)),
+    ]
+
+    assert query(lake, """
+        select product_key, product_id, product_number, product_name, category_id, category,
+               subcategory, maintenance, cost, product_line, start_date
+        from main.dim_products order by product_id
+    """) == [
+        (key("BK-R50B-58"), 11, "BK-R50B-58", "Road-650 Black- 58", "BI_RB", "Bikes", "Road Bikes", "Yes",
+         420.0, "Road", date(2013, 1, 1)),
+        (key("PD-M282"), 20, "PD-M282", "LL Mountain Pedal", "CO_PE", None, None, None,
+         18.0, "Mountain", date(2013, 7, 1)),
+        (key("HL-U509"), 30, "HL-U509", "Sport-100 Helmet- Black", "AC_HE", "Accessories", "Helmets", "No",
+         12.0, "Other Sales", date(2011, 7, 1)),
+    ]
+
+    assert fact_rows(lake) == expected_fact_rows()
+    assert [column for (column,) in query(lake, """
+        select column_name from information_schema.columns
+        where table_schema = 'main' and table_catalog = 'gold' and table_name = 'fact_orders' order by ordinal_position
+    """)] == [*FACT_COLUMNS.split(", "), "_ingested_at"]
+
+
+def test_second_build_changes_nothing(lake: Path) -> None:
+    assert_build_passed(dbt_build(lake))
+    customers = query(lake, "select * from main.dim_customers order by customer_id")
+    products = query(lake, "select * from main.dim_products order by product_id")
+
+    assert_build_passed(dbt_build(lake))
+
+    assert query(lake, "select * from main.dim_customers order by customer_id") == customers
+    assert query(lake, "select * from main.dim_products order by product_id") == products
+    assert fact_rows(lake) == expected_fact_rows()
+
+
+def test_incremental_build_adds_only_new_stream_orders(lake: Path) -> None:
+    assert_build_passed(dbt_build(lake))
+    write_silver(lake, "stream_orders", [
+        stream_row("SO4", "BK-R50B-58", 2, 1, 420.0, "e-3", LATER_LOAD),
+        # a later streamed copy of a line the CRM already holds: still loses to the CRM
+        stream_row("SO1", "BK-R50B-58", 1, 5, 420.0, "e-4", LATER_LOAD),
+    ], STREAM_SCHEMA, mode="append")
+
+    assert_build_passed(dbt_build(lake))
+
+    new_line = ("SO4", key("BK-R50B-58"), key(2), date(2025, 11, 19), date(2025, 11, 26), date(2025, 12, 1),
+                420.0, 1, 420.0, "stream")
+    assert fact_rows(lake) == sorted([*expected_fact_rows(), new_line], key=lambda row: (row[0], row[1]))
+    assert query(lake, """
+        select order_number, _ingested_at = timestamptz '2025-11-21 08:00:00+00'
+        from main.fact_orders where source = 'stream' order by order_number
+    """) == [("SO3", False), ("SO4", True)]
+
+
+def test_crm_line_replaces_a_streamed_line(lake: Path) -> None:
+    assert_build_passed(dbt_build(lake))
+    write_silver(lake, "crm_sales_details", [
+        crm_sales_row("SO3", "HL-U509", 3, 1, 12.0, ingested_at=LATER_LOAD),
+    ], CRM_SALES_SCHEMA, mode="append")
+
+    assert_build_passed(dbt_build(lake))
+
+    assert query(lake, """
+        select order_number, source, order_date from main.fact_orders
+        where order_number = 'SO3'
+    """) == [("SO3", "crm", date(2013, 1, 10))]
+    assert query(lake, "select count(*) from main.fact_orders") == [(4,)]
+
+
+def test_negative_price_fails_the_build(lake: Path) -> None:
+    write_silver(lake, "crm_sales_details", [
+        crm_sales_row("SO9", "HL-U509", 1, 1, -12.0),
+    ], CRM_SALES_SCHEMA, mode="append")
+
+    result = dbt_build(lake)
+
+    assert not result.success
+    failing = {r.node.name for r in result.result.results if str(r.status) in ("fail", "error")}
+    assert failing == {"assert_price_not_less_zero"}
