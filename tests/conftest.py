@@ -1,0 +1,40 @@
+"""Shared fixtures: a Prefect test server for the session, generated sources, the reference data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#PLUGINS
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REFERENCE_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server (SQLite) for every flow the tests run in-process."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def generated_sources(tmp_path_factory) -> Path:
+    """A generated CRM/ERP export (scale 0.2), dirt included."""
+    from datasets.generate import generate_datasets
+
+    out = tmp_path_factory.mktemp("sources")
+    generate_datasets(out, scale=0.2, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference_sources() -> Path:
+    if not REFERENCE_DATASETS.is_dir():
+        pytest.skip("../shared/reference-data is not present")
+    return REFERENCE_DATASETS
