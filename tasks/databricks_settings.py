@@ -1,0 +1,73 @@
+"""Settings for running bronze and silver as Databricks job runs (``engine=databricks``).
+
+Environment variables are prefixed ``LOGISTICS_DATABRICKS_``; the credentials also read the
+names the Databricks CLI and SDK use (``DATABRICKS_HOST``, ``DATABRICKS_TOKEN``,
+``DATABRICKS_CLIENT_ID``, ``DATABRICKS_CLIENT_SECRET``, ``DATABRICKS_AZURE_TENANT_ID``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept LOGISTICS_DATABRICKS_<NAME>, DATABRICKS_<NAME> and the field name itself."""
+    return AliasChoices(f"LOGISTICS_DATABRICKS_{name.upper()}", f"DATABRICKS_{name.upper()}", name)
+
+
+class DatabricksSettings(BaseSettings):
+    """Where and how bronze and silver run on Databricks, and how long to wait for them."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGISTICS_DATABRICKS_", extra="forbid", populate_by_name=True)
+
+    # Credentials: a saved block wins; otherwise a block is built in memory from these.
+    credentials_block: str | None = Field(None, description="Name of a saved prefect_databricks DatabricksCredentials block.")
+    host: str | None = Field(None, validation_alias=_env("host"), description="Workspace host; https:// is stripped.")
+    token: SecretStr | None = Field(None, validation_alias=_env("token"), description="Personal access token.")
+    client_id: str | None = Field(None, validation_alias=_env("client_id"), description="OAuth service principal id.")
+    client_secret: SecretStr | None = Field(None, validation_alias=_env("client_secret"), description="OAuth service principal secret.")
+    tenant_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LOGISTICS_DATABRICKS_TENANT_ID", "DATABRICKS_AZURE_TENANT_ID", "tenant_id"),
+        description="Azure tenant, only for an Entra ID service principal.",
+    )
+
+    # What to run.
+    run_mode: Literal["submit", "job_id"] = Field("submit", description="One-time runs/submit, or run-now of a pre-configured job.")
+    bronze_job_id: int | None = Field(None, description="Job run for bronze when run_mode=job_id.")
+    silver_job_id: int | None = Field(None, description="Job run for silver when run_mode=job_id.")
+    task_type: Literal["python_wheel", "spark_python"] = Field("python_wheel", description="How the package's entrypoint is started.")
+    wheel_path: str = Field(
+        "/Volumes/main/logistics/artifacts/logistics_pipeline-0.1.0-py3-none-any.whl",
+        description="The built wheel on a volume or in workspace files.",
+    )
+    package_name: str = Field("logistics_pipeline", description="python_wheel_task package_name (the distribution).")
+    entry_point: str = Field("logistics-spark", description="python_wheel_task entry point name.")
+    python_file: str | None = Field(None, description="Entrypoint script for task_type=spark_python, on a volume or in workspace files.")
+
+    # Where it runs.
+    compute: Literal["existing_cluster", "new_cluster", "serverless"] = "serverless"
+    existing_cluster_id: str | None = None
+    new_cluster_spark_version: str = Field("15.4.x-scala2.12", description="Databricks Runtime (15.4 LTS has Python 3.11).")
+    new_cluster_node_type_id: str | None = Field(None, description="Cloud node type, e.g. i3.xlarge (AWS) or Standard_DS3_v2 (Azure).")
+    new_cluster_num_workers: int = Field(2, ge=0)
+    serverless_environment_version: str = Field("2", description="Serverless environment version (2 = Python 3.11).")
+
+    # What the job reads and writes.
+    catalog: str = "main"
+    schema_name: str = Field("logistics", validation_alias=AliasChoices("LOGISTICS_DATABRICKS_SCHEMA", "schema_name"))
+    source_path: str = Field("/Volumes/main/logistics/landing", description="Unity Catalog volume (or cloud path) with the CSVs.")
+
+    # Waiting and retrying.
+    max_wait_seconds: float = Field(3 * 60 * 60, gt=0, description="Cancel the run after this long.")
+    poll_frequency_seconds: float = Field(30, gt=0, description="Seconds between runs/get polls.")
+    api_max_retries: int = Field(5, ge=0, description="Retries of a request answered 429/5xx or lost in transport.")
+    api_backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles each retry (Retry-After wins).")
+
+
+def load_databricks_settings(**overrides: Any) -> DatabricksSettings:
+    """Databricks settings from the environment, with explicit (non-None) overrides on top."""
+    return DatabricksSettings(**{key: value for key, value in overrides.items() if value is not None})
