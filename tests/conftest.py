@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-#PLUGINS
+pytest_plugins = ["tests.fixtures.kafka"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
