@@ -2,29 +2,37 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
 LAKE ?= lake
+# `make run` needs the pipeline only; `make test` adds the test tools and PySpark.
+RUN_INSTALLED := $(VENV)/.installed-run
+TEST_INSTALLED := $(VENV)/.installed-test
 
 .PHONY: run test test-fast install kafka-up kafka-down constraints clean
 
-$(INSTALLED): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+
+$(RUN_INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable .
 	touch $@
 
-install: $(INSTALLED)
+$(TEST_INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,spark]'
+	touch $@ $(RUN_INSTALLED)
+
+install: $(TEST_INSTALLED)
 
 ## Run the whole pipeline on the shipped datasets into ./lake (no accounts, no broker needed).
-run: $(INSTALLED)
+run: $(RUN_INSTALLED)
 	$(BIN)/logistics-pipeline run --lake $(LAKE)
 
 ## The full test suite: unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
-test: $(INSTALLED)
+test: $(TEST_INSTALLED)
 	$(BIN)/python -m pytest
 
 ## Unit tests only (seconds).
-test-fast: $(INSTALLED)
+test-fast: $(TEST_INSTALLED)
 	$(BIN)/python -m pytest tests/unit
 
 ## A real single-node Kafka on 127.0.0.1 (jars from Maven Central, cached); prints HOST:PORT last.

@@ -1,25 +1,38 @@
-"""bronze-layer: land every CSV export as a Delta table of text columns.
+"""bronze-layer: land every CSV export as a Delta table of text columns, then the order stream.
 
 All files are checked first, so one bad file stops the layer before anything is written.
-Files whose content is already in the lake are not ingested again.
+Files whose content is already in the lake are not ingested again. The stream is read up to
+where it ended when the run started, batch by batch, exactly once.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from pathlib import Path
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import Field
 
 from tasks.bronze import check_source, ingest_source
 from tasks.caching import is_stale
-from tasks.lake import Lake
+from tasks.kafka import KafkaConnection, check_broker, client_extras, load_kafka_connection
+from tasks.lake import Lake, row_count
 from tasks.settings import load_settings
 from tasks.sources import SOURCES
+from tasks.stream_bronze import KAFKA_ORDERS, Batch, KafkaReader, landing_batches, write_batch
 
 
 @flow(name="bronze-layer")
-def bronze_layer(source_dir: str | None = None, lake: str | None = None) -> dict[str, int]:
-    """Ingest the six CRM/ERP CSV files into bronze; returns rows per bronze table."""
-    settings = load_settings(source_dir=source_dir, lake=lake)
+def bronze_layer(
+    source_dir: Annotated[str | None, Field(description="Folder with source_crm/ and source_erp/ (default: LOGISTICS_SOURCE_DIR or the shipped datasets).")] = None,
+    lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
+    bootstrap_servers: Annotated[str | None, Field(description="HOST:PORT of Kafka; empty uses settings, else the landing folder.")] = None,
+    kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
+) -> dict[str, int]:
+    """Ingest the six CRM/ERP CSV files and the order stream into bronze; returns rows per table."""
+    settings = load_settings(source_dir=source_dir, lake=lake, kafka_bootstrap_servers=bootstrap_servers)
     lake_ = Lake(settings.lake)
     logger = get_run_logger()
     checked = {source.table: check_source(source, settings.source_dir) for source in SOURCES}
@@ -34,9 +47,45 @@ def bronze_layer(source_dir: str | None = None, lake: str | None = None) -> dict
         rows[source.table] = ingest(source, settings.source_dir, target_uri=target, fingerprint=fingerprint, checked=checked[source.table])
         logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
 
+    connection = load_kafka_connection(kafka_block, settings)
+    new_messages = ingest_stream(connection, settings.kafka_topic, lake_, settings.stream_batch_messages)
+    rows[KAFKA_ORDERS] = row_count(lake_.uri("bronze", KAFKA_ORDERS))
+    ingested[KAFKA_ORDERS] = new_messages > 0
+    logger.info("bronze %s: %d rows (%d new messages)", KAFKA_ORDERS, rows[KAFKA_ORDERS], new_messages)
+
     create_table_artifact(
         key="bronze-layer",
         table=[{"table": table, "rows": rows[table], "ingested": ingested[table]} for table in rows],
-        description="Rows per bronze table; `ingested` is false when the file's content was already in the lake.",
+        description="Rows per bronze table this run; `ingested` is false when the content was already in the lake.",
     )
     return rows
+
+
+def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, batch_messages: int) -> int:
+    """Append the stream's new messages to bronze kafka_orders; returns how many were added."""
+    logger = get_run_logger()
+    target = lake_.uri("bronze", KAFKA_ORDERS)
+    if connection is None:
+        landing = Path(lake_.root) / "landing" / "orders"
+        logger.info("stream transport: landing folder %s (no Kafka configured)", landing)
+        return sum(write_stream_batch(target, batch) for batch in landing_batches(landing, target, batch_messages))
+
+    logger.info("stream transport: Kafka at %s, topic %s", connection.bootstrap_servers, topic)
+    check_broker(connection)
+    config = {**connection.consumer_config("logistics-bronze"), **client_extras()}
+    reader = KafkaReader.open(config, topic, target, connection.bootstrap_servers)
+    logger.info("topic %s: %d messages to ingest (from %s to %s)", topic, reader.available, reader.start, reader.end)
+    written = 0
+    try:
+        for batch in reader.batches(batch_messages):
+            written += write_stream_batch(target, batch)
+            reader.commit_group_offsets(batch.next_offsets)
+    finally:
+        reader.close()
+    return written
+
+
+@task(cache_policy=NO_CACHE, task_run_name="stream-batch")
+def write_stream_batch(target_uri: str, batch: Batch) -> int:
+    """Append one batch and its end offsets in a single Delta commit (never per message)."""
+    return write_batch(target_uri, batch)

@@ -26,6 +26,11 @@ SourceDir = Annotated[
     typer.Option("--source-dir", help="Folder with source_crm/*.csv and source_erp/*.csv (default: the shipped datasets/)."),
 ]
 LakeDir = Annotated[str | None, typer.Option("--lake", help="Lake folder for bronze/, silver/, quarantine/ and gold.duckdb (default: ./lake).")]
+BootstrapServers = Annotated[
+    str | None,
+    typer.Option("--bootstrap-servers", help="Kafka HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS; unset means the local landing folder)."),
+]
+KafkaBlock = Annotated[str | None, typer.Option("--kafka-block", help="Name of a saved 'Kafka Connection' block to use instead.")]
 DbtTarget = Annotated[str | None, typer.Option("--dbt-target", help="dbt target in dbt_gold/profiles.yml (default: local).")]
 
 
@@ -54,22 +59,55 @@ def run(
     source_dir: SourceDir = None,
     lake: LakeDir = None,
     orders: Annotated[int, typer.Option("--orders", min=0, help="Orders to produce to the stream first (0 = none).")] = 0,
+    bad_fraction: Annotated[float, typer.Option("--bad-fraction", min=0.0, max=1.0, help="Share of deliberately bad orders.")] = 0.0,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of the produced orders (default: a new one each run).")] = None,
+    bootstrap_servers: BootstrapServers = None,
+    kafka_block: KafkaBlock = None,
     dbt_target: DbtTarget = None,
 ) -> None:
-    """Run the whole pipeline: bronze, silver, then gold (dbt)."""
+    """Run the whole pipeline: produce orders (with --orders), bronze, silver, then gold (dbt)."""
     from flows.pipeline import logistics_pipeline
 
-    summary = _run(lambda: logistics_pipeline(source_dir=_text(source_dir), lake=lake, orders=orders, dbt_target=dbt_target))
+    summary = _run(
+        lambda: logistics_pipeline(
+            source_dir=_text(source_dir), lake=lake, orders=orders, bad_fraction=bad_fraction, seed=seed,
+            bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, dbt_target=dbt_target,
+        )
+    )
     typer.echo(f"gold tables in {summary['gold']}: {summary['gold_rows']}")
 
 
 @app.command()
-def bronze(source_dir: SourceDir = None, lake: LakeDir = None) -> None:
-    """Land the CSV exports in bronze Delta tables (every column as text)."""
+def bronze(source_dir: SourceDir = None, lake: LakeDir = None, bootstrap_servers: BootstrapServers = None, kafka_block: KafkaBlock = None) -> None:
+    """Land the CSV exports and the new stream messages in bronze Delta tables (as text)."""
     from flows.bronze import bronze_layer
 
-    rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake))
+    rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block))
     typer.echo(f"bronze rows: {rows}")
+
+
+@app.command()
+def produce(
+    orders: Annotated[int, typer.Option("--orders", min=0, help="Order messages to produce (one message per order).")] = 1000,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Same seed, same orders (default: a new one each run).")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", min=0.001, help="At most this many messages per second.")] = None,
+    bad_fraction: Annotated[float, typer.Option("--bad-fraction", min=0.0, max=1.0, help="Share of deliberately bad messages.")] = 0.0,
+    topic: Annotated[str | None, typer.Option("--topic", help="Topic (default: $LOGISTICS_KAFKA_TOPIC or orders).")] = None,
+    partitions: Annotated[int, typer.Option("--partitions", min=1, help="Partitions when the topic is created.")] = 3,
+    bootstrap_servers: BootstrapServers = None,
+    kafka_block: KafkaBlock = None,
+    lake: LakeDir = None,
+) -> None:
+    """Produce synthetic orders for real customers and products to Kafka (or the landing folder)."""
+    from flows.produce import produce_messages
+
+    summary = _run(
+        lambda: produce_messages(
+            count=orders, seed=seed, rate=rate, bad_fraction=bad_fraction, topic=topic, partitions=partitions,
+            bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, lake=lake,
+        )
+    )
+    typer.echo(f"produced {summary['delivered']} messages ({summary['order_lines']} order lines) at {summary['messages_per_s']} msg/s")
 
 
 @app.command()

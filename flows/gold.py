@@ -6,9 +6,11 @@ A failing data test fails the flow with the test's name; it is never retried.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
-from tasks.dbt import dbt_build, gold_row_counts
-from tasks.lake import Lake
+from tasks.dbt import dbt_build, gold_row_counts, stream_freshness
+from tasks.lake import Lake, row_count
+from tasks.stream_silver import STREAM_ORDERS
 from tasks.settings import load_settings
 
 
@@ -16,9 +18,30 @@ from tasks.settings import load_settings
 def dbt_gold(lake: str | None = None, dbt_target: str | None = None) -> dict[str, int]:
     """Run `dbt build` on the gold project; returns rows per gold table (local target)."""
     settings = load_settings(lake=lake, dbt_target=dbt_target)
+    logger = get_run_logger()
     dbt_build(settings)
+    check_stream_freshness(settings)
     if settings.dbt_target != "local":
         return {}
     counts = gold_row_counts(Lake(settings.lake).gold_path)
-    get_run_logger().info("gold: %s", ", ".join(f"{table} {rows}" for table, rows in counts.items()))
+    logger.info("gold: %s", ", ".join(f"{table} {rows}" for table, rows in counts.items()))
     return counts
+
+
+def check_stream_freshness(settings) -> None:
+    """A stale stream (no order ingested for a day: warn; two days: error) is a warning in the
+    flow, not a failure: gold from the CSV exports is still right."""
+    logger = get_run_logger()
+    if settings.dbt_target == "local" and row_count(Lake(settings.lake).uri("silver", STREAM_ORDERS)) == 0:
+        logger.info("stream freshness: no streamed orders yet, nothing to check")
+        return
+    freshness = stream_freshness(settings)
+    if freshness["status"] == "pass":
+        logger.info("stream freshness: pass (last order ingested %s h ago)", freshness.get("age_hours"))
+        return
+    logger.warning("stream freshness: %s: stream_orders is stale (%s)", freshness["status"], freshness)
+    create_markdown_artifact(
+        key="stream-freshness",
+        markdown=f"**Stream freshness: {freshness['status']}** (warn after 1 day, error after 2)\n\n`{freshness}`",
+        description="dbt source freshness on silver.stream_orders",
+    )

@@ -1,34 +1,44 @@
-"""logistics-pipeline: the parent flow. Bronze, then silver, then gold, then a summary.
-
-Each layer is a sub-flow that can also run on its own.
-"""
+"""logistics-pipeline: the parent flow. Produce orders (optional), then bronze, silver, gold,
+then a summary. Each layer is a sub-flow that can also run on its own."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from pydantic import Field
 
 from flows.bronze import bronze_layer
 from flows.gold import dbt_gold
+from flows.produce import produce_messages
 from flows.silver import silver_layer
 from tasks.lake import Lake
+from tasks.orders import MAX_SEED
 from tasks.settings import load_settings
 
 
 @flow(name="logistics-pipeline")
 def logistics_pipeline(
-    source_dir: str | None = None,
-    lake: str | None = None,
-    orders: int = 0,
-    dbt_target: str | None = None,
+    source_dir: Annotated[str | None, Field(description="Folder with source_crm/ and source_erp/ (default: LOGISTICS_SOURCE_DIR or the shipped datasets).")] = None,
+    lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
+    orders: Annotated[int, Field(ge=0, description="Synthetic orders to produce to the stream first (0 = none).")] = 0,
+    bad_fraction: Annotated[float, Field(ge=0, le=1, description="Share of deliberately bad orders among those produced.")] = 0.0,
+    seed: Annotated[int | None, Field(ge=0, lt=MAX_SEED, description="Seed of the produced orders (reuse one to replay them); empty: a new seed each run.")] = None,
+    bootstrap_servers: Annotated[str | None, Field(description="HOST:PORT of Kafka; empty uses the block or settings, else the landing folder.")] = None,
+    kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
+    dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: local).")] = None,
 ) -> dict[str, object]:
-    """Run the medallion pipeline over the CSV exports (and the order stream)."""
-    settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target)
-    bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake)
+    """Run the medallion pipeline over the CSV exports and the order stream."""
+    settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target, kafka_bootstrap_servers=bootstrap_servers)
+    stream = {"bootstrap_servers": settings.kafka_bootstrap_servers if not kafka_block else None, "kafka_block": kafka_block}
+    produced = produce_messages(count=orders, seed=seed, bad_fraction=bad_fraction, lake=settings.lake, **stream) if orders else None
+    bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake, **stream)
     silver = silver_layer(lake=settings.lake)
     gold = dbt_gold(lake=settings.lake, dbt_target=settings.dbt_target)
 
     summary = {
+        "produced_messages": produced["delivered"] if produced else 0,
         "bronze_rows": sum(bronze.values()),
         "silver_rows": sum(c.rows_out for c in silver),
         "quarantined_rows": sum(c.quarantined for c in silver),
@@ -37,24 +47,29 @@ def logistics_pipeline(
         "gold": Lake(settings.lake).gold_path,
     }
     get_run_logger().info(
-        "pipeline done: bronze %(bronze_rows)d rows, silver %(silver_rows)d rows "
-        "(%(quarantined_rows)d quarantined, %(merged_duplicates)d merged), gold %(gold_rows)s at %(gold)s",
+        "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d new rows; silver %(silver_rows)d rows "
+        "(%(quarantined_rows)d quarantined, %(merged_duplicates)d merged); gold %(gold_rows)s at %(gold)s",
         summary,
     )
-    create_markdown_artifact(key="pipeline-summary", markdown=_summary_markdown(summary), description="Rows per layer")
+    create_markdown_artifact(key="pipeline-summary", markdown=summary_markdown(summary, silver), description="Rows per layer")
     return summary
 
 
-def _summary_markdown(summary: dict[str, object]) -> str:
+def summary_markdown(summary: dict[str, object], silver: list) -> str:
     gold_rows = summary["gold_rows"] or {}
     lines = [
         "# logistics-pipeline run",
         "",
         "| layer | rows |",
         "| --- | --- |",
+        f"| produced messages | {summary['produced_messages']} |",
         f"| bronze | {summary['bronze_rows']} |",
         f"| silver | {summary['silver_rows']} ({summary['quarantined_rows']} quarantined, {summary['merged_duplicates']} merged) |",
         *[f"| gold `{table}` | {rows} |" for table, rows in gold_rows.items()],
+        "",
+        "| silver table | in | out | quarantined | merged |",
+        "| --- | --- | --- | --- | --- |",
+        *[f"| {c.table} | {c.rows_in} | {c.rows_out} | {c.quarantined} | {c.merged_duplicates} |" for c in silver],
         "",
         f"Gold: `{summary['gold']}`",
     ]

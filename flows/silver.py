@@ -14,13 +14,13 @@ from tasks.lake import Lake
 from tasks.quality import TableCounts
 from tasks.settings import load_settings
 from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, build_silver_table
-from tasks.stream_silver import ensure_stream_orders
+from tasks.silver_local import bronze_fingerprint, build_silver_table, build_stream_orders, stream_fingerprint
+from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
 
 
 @flow(name="silver-layer")
 def silver_layer(lake: str | None = None) -> list[TableCounts]:
-    """Build the six silver tables from bronze; returns the counts per table."""
+    """Build the silver tables (and stream_orders) from bronze; returns the counts per table."""
     settings = load_settings(lake=lake)
     lake_ = Lake(settings.lake)
     logger = get_run_logger()
@@ -32,7 +32,14 @@ def silver_layer(lake: str | None = None) -> list[TableCounts]:
         build = build_silver_table.with_options(refresh_cache=is_stale(target, fingerprint))
         futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint))
     counts = [future.result() for future in futures]
-    ensure_stream_orders(lake_)
+
+    stream = stream_fingerprint(lake_)
+    if stream is None:
+        ensure_stream_orders(lake_)
+    else:
+        target = lake_.uri("silver", STREAM_ORDERS)
+        build = build_stream_orders.with_options(refresh_cache=is_stale(target, stream))
+        counts.append(build(lake_, target_uri=target, fingerprint=stream))
 
     for c in counts:
         logger.info(

@@ -127,7 +127,7 @@ def read_csv_as_text(path: Path, fingerprint: CsvFingerprint, source_name: str) 
 def ingest_csv(path: Path, source: SourceFile, table_uri: str, fingerprint: CsvFingerprint) -> int:
     """Write the file to its bronze table unless that exact content is already there; returns its rows."""
     if lake.recorded_input(table_uri) == fingerprint.sha256:
-        return lake.scan(table_uri).select(pl.len()).collect().item()
+        return lake.row_count(table_uri)
     frame = read_csv_as_text(path, fingerprint, source.relative_path)
     lake.overwrite(
         table_uri,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
@@ -13,6 +14,7 @@ from tasks.settings import DBT_PROJECT_DIR, Settings
 
 GOLD_SCHEMA = "main"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
+STREAM_SOURCE = "source:silver.stream_orders"
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -36,12 +38,32 @@ def dbt_runner(settings: Settings) -> PrefectDbtRunner:
 
 def dbt_build(settings: Settings, select: list[str] | None = None) -> None:
     """`dbt build` (models, then their tests); raises naming each failed model or test."""
-    os.environ.update(dbt_environment(settings))
     args = ["build", "--target", settings.dbt_target]
     if select:
         args += ["--select", *select]
+    invoke(settings, args, raise_on_failure=True)
+
+
+def stream_freshness(settings: Settings) -> dict[str, object]:
+    """`dbt source freshness` on the streamed orders: status pass, warn or error, and the age."""
+    result = invoke(settings, ["source", "freshness", "--target", settings.dbt_target, "--select", STREAM_SOURCE], raise_on_failure=False)
+    sources = [r for r in getattr(result.result, "results", []) if str(r.node.resource_type) == "source"]
+    if not sources:
+        return {"status": "runtime error", "message": str(result.exception or "dbt returned no freshness result")}
+    freshness = sources[0]
+    return {
+        "status": str(getattr(freshness.status, "value", freshness.status)),
+        "max_loaded_at": str(getattr(freshness, "max_loaded_at", None)),
+        "age_hours": round(getattr(freshness, "age", 0.0) / 3600, 1),
+    }
+
+
+def invoke(settings: Settings, args: list[str], raise_on_failure: bool) -> Any:
+    os.environ.update(dbt_environment(settings))
+    runner = dbt_runner(settings)
+    runner.raise_on_failure = raise_on_failure
     try:
-        dbt_runner(settings).invoke(args)
+        return runner.invoke(args)
     finally:
         release_duckdb_file()
 

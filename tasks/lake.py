@@ -50,6 +50,11 @@ def recorded_input(uri: str) -> str | None:
     return None
 
 
+def row_count(uri: str) -> int:
+    """Rows in the table's current version (0 when it does not exist), from the Delta log's statistics."""
+    return DeltaTable(uri).count() if table_exists(uri) else 0
+
+
 def scan(uri: str) -> pl.LazyFrame:
     return pl.scan_delta(uri)
 
