@@ -8,7 +8,7 @@ where it ended when the run started, batch by batch, exactly once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -17,6 +17,7 @@ from pydantic import Field
 
 from tasks.bronze import check_source, ingest_source
 from tasks.caching import is_stale
+from tasks.databricks import run_on_databricks
 from tasks.kafka import KafkaConnection, check_broker, client_extras, load_kafka_connection
 from tasks.lake import Lake, row_count
 from tasks.settings import load_settings
@@ -30,9 +31,13 @@ def bronze_layer(
     lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
     bootstrap_servers: Annotated[str | None, Field(description="HOST:PORT of Kafka; empty uses settings, else the landing folder.")] = None,
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
+    engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
 ) -> dict[str, int]:
     """Ingest the six CRM/ERP CSV files and the order stream into bronze; returns rows per table."""
-    settings = load_settings(source_dir=source_dir, lake=lake, kafka_bootstrap_servers=bootstrap_servers)
+    settings = load_settings(source_dir=source_dir, lake=lake, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
+    if settings.engine == "databricks":
+        run_on_databricks("bronze", settings.databricks)
+        return {}
     lake_ = Lake(settings.lake)
     logger = get_run_logger()
     checked = {source.table: check_source(source, settings.source_dir) for source in SOURCES}

@@ -31,6 +31,7 @@ BootstrapServers = Annotated[
     typer.Option("--bootstrap-servers", help="Kafka HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS; unset means the local landing folder)."),
 ]
 KafkaBlock = Annotated[str | None, typer.Option("--kafka-block", help="Name of a saved 'Kafka Connection' block to use instead.")]
+Engine = Annotated[str | None, typer.Option("--engine", help="Where bronze and silver run: local or databricks (default: $LOGISTICS_ENGINE or local).")]
 DbtTarget = Annotated[str | None, typer.Option("--dbt-target", help="dbt target in dbt_gold/profiles.yml (default: local).")]
 
 
@@ -50,6 +51,16 @@ def _run(action: Callable[[], Any]) -> Any:
         raise typer.Exit(1) from None
 
 
+def _check_engine(engine: str | None) -> None:
+    """engine=databricks without credentials fails here, before any server or flow starts."""
+    from tasks.databricks import require_credentials
+    from tasks.settings import load_settings
+
+    settings = load_settings(engine=engine)
+    if settings.engine == "databricks":
+        require_credentials(settings.databricks)
+
+
 def _text(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
@@ -64,25 +75,29 @@ def run(
     bootstrap_servers: BootstrapServers = None,
     kafka_block: KafkaBlock = None,
     dbt_target: DbtTarget = None,
+    engine: Engine = None,
 ) -> None:
     """Run the whole pipeline: produce orders (with --orders), bronze, silver, then gold (dbt)."""
     from flows.pipeline import logistics_pipeline
 
+    _run(lambda: _check_engine(engine))
     summary = _run(
         lambda: logistics_pipeline(
             source_dir=_text(source_dir), lake=lake, orders=orders, bad_fraction=bad_fraction, seed=seed,
-            bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, dbt_target=dbt_target,
+            bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, dbt_target=dbt_target, engine=engine,
         )
     )
     typer.echo(f"gold tables in {summary['gold']}: {summary['gold_rows']}")
 
 
 @app.command()
-def bronze(source_dir: SourceDir = None, lake: LakeDir = None, bootstrap_servers: BootstrapServers = None, kafka_block: KafkaBlock = None) -> None:
+def bronze(
+    source_dir: SourceDir = None, lake: LakeDir = None, bootstrap_servers: BootstrapServers = None, kafka_block: KafkaBlock = None, engine: Engine = None
+) -> None:
     """Land the CSV exports and the new stream messages in bronze Delta tables (as text)."""
     from flows.bronze import bronze_layer
 
-    rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block))
+    rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, engine=engine))
     typer.echo(f"bronze rows: {rows}")
 
 
@@ -111,11 +126,11 @@ def produce(
 
 
 @app.command()
-def silver(lake: LakeDir = None) -> None:
+def silver(lake: LakeDir = None, engine: Engine = None) -> None:
     """Build the silver tables (and quarantine) from bronze."""
     from flows.silver import silver_layer
 
-    counts = _run(lambda: silver_layer(lake=lake))
+    counts = _run(lambda: silver_layer(lake=lake, engine=engine))
     for c in counts:
         typer.echo(f"{c.table}: {c.rows_in} in, {c.rows_out} out, {c.quarantined} quarantined, {c.merged_duplicates} merged")
 
@@ -146,6 +161,8 @@ def generate_datasets(
 def main() -> None:
     # A temporary Prefect server phones home at start; on offline machines that only logs errors.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Without PREFECT_API_URL each command starts a temporary server; give it time on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     app(prog_name="logistics-pipeline")
 
 

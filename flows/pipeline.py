@@ -3,7 +3,7 @@ then a summary. Each layer is a sub-flow that can also run on its own."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -13,6 +13,7 @@ from flows.bronze import bronze_layer
 from flows.gold import dbt_gold
 from flows.produce import produce_messages
 from flows.silver import silver_layer
+from tasks.databricks import require_credentials
 from tasks.lake import Lake
 from tasks.orders import MAX_SEED
 from tasks.settings import load_settings
@@ -27,14 +28,17 @@ def logistics_pipeline(
     seed: Annotated[int | None, Field(ge=0, lt=MAX_SEED, description="Seed of the produced orders (reuse one to replay them); empty: a new seed each run.")] = None,
     bootstrap_servers: Annotated[str | None, Field(description="HOST:PORT of Kafka; empty uses the block or settings, else the landing folder.")] = None,
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
-    dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: local).")] = None,
+    dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).")] = None,
+    engine: Annotated[Literal["local", "databricks"] | None, Field(description="Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).")] = None,
 ) -> dict[str, object]:
     """Run the medallion pipeline over the CSV exports and the order stream."""
-    settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target, kafka_bootstrap_servers=bootstrap_servers)
+    settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
+    if settings.engine == "databricks":
+        require_credentials(settings.databricks)  # fail at once, before producing anything
     stream = {"bootstrap_servers": settings.kafka_bootstrap_servers if not kafka_block else None, "kafka_block": kafka_block}
     produced = produce_messages(count=orders, seed=seed, bad_fraction=bad_fraction, lake=settings.lake, **stream) if orders else None
-    bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake, **stream)
-    silver = silver_layer(lake=settings.lake)
+    bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake, engine=settings.engine, **stream)
+    silver = silver_layer(lake=settings.lake, engine=settings.engine)
     gold = dbt_gold(lake=settings.lake, dbt_target=settings.dbt_target)
 
     summary = {

@@ -6,10 +6,14 @@ table artifact. A table whose bronze input has not changed is not rebuilt.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from pydantic import Field
 
 from tasks.caching import is_stale
+from tasks.databricks import run_on_databricks
 from tasks.lake import Lake
 from tasks.quality import TableCounts
 from tasks.settings import load_settings
@@ -19,9 +23,15 @@ from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
 
 
 @flow(name="silver-layer")
-def silver_layer(lake: str | None = None) -> list[TableCounts]:
+def silver_layer(
+    lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
+    engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
+) -> list[TableCounts]:
     """Build the silver tables (and stream_orders) from bronze; returns the counts per table."""
-    settings = load_settings(lake=lake)
+    settings = load_settings(lake=lake, engine=engine)
+    if settings.engine == "databricks":
+        run_on_databricks("silver", settings.databricks)
+        return []
     lake_ = Lake(settings.lake)
     logger = get_run_logger()
 

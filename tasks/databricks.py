@@ -333,3 +333,14 @@ def run_layer_on_databricks(layer: str, settings: DatabricksSettings, flow_run_i
     _check_layer(layer)
     credentials = require_credentials(settings)
     return run_coro_as_sync(_run_layer(layer, settings, str(flow_run_id), credentials, _logger()))
+
+
+def run_on_databricks(layer: str, settings: DatabricksSettings) -> dict[str, Any]:
+    """Run one layer as a Databricks job run, idempotent per root flow run and layer (so a
+    re-run of the parent after a failed sub-flow reuses the run instead of starting another)."""
+    from prefect.runtime import flow_run
+
+    require_credentials(settings)
+    result = run_layer_on_databricks(layer, settings, str(flow_run.root_flow_run_id or flow_run.id))
+    get_run_logger().info("%s ran on Databricks: %s (%s)", layer, result["run_page_url"], result["result_state"])
+    return result

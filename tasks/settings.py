@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.databricks_settings import DatabricksSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE_DIR = PROJECT_ROOT / "datasets"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_gold"
@@ -39,6 +41,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
+
+    databricks: DatabricksSettings = Field(
+        default_factory=DatabricksSettings, description="engine=databricks: credentials, compute, job ids (LOGISTICS_DATABRICKS_*)."
+    )
 
     @field_validator("lake")
     @classmethod

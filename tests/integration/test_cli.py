@@ -86,3 +86,16 @@ def test_generate_datasets_command(tmp_path):
     result = run_cli("generate-datasets", "--out", str(tmp_path), "--scale", "0.01", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "source_crm" / "sales_details.csv").is_file()
+
+
+def test_databricks_engine_without_credentials_fails_at_once(tmp_path, monkeypatch):
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK"):
+        monkeypatch.delenv(name, raising=False)
+    result = run_cli("run", "--engine", "databricks", "--lake", str(tmp_path / "lake"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: engine=databricks needs Databricks credentials: save a DatabricksCredentials block and set "
+        "LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK, or set DATABRICKS_HOST and DATABRICKS_TOKEN (or DATABRICKS_CLIENT_ID "
+        "and DATABRICKS_CLIENT_SECRET for a service principal)"
+    ]
+    assert not (tmp_path / "lake").exists()
