@@ -7,7 +7,7 @@ LAKE ?= lake
 RUN_INSTALLED := $(VENV)/.installed-run
 TEST_INSTALLED := $(VENV)/.installed-test
 
-.PHONY: run test test-fast install kafka-up kafka-down constraints clean
+.PHONY: run test test-fast install kafka-up kafka-down wheel constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ kafka-up:
 
 kafka-down:
 	$(PYTHON) deployments/local_kafka.py down
+
+## The wheel a Databricks job installs (python_wheel_task, entry point logistics-spark): dist/*.whl
+wheel: $(RUN_INSTALLED)
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
 
 ## Re-pin every installed package (run after changing dependencies in pyproject.toml).
 constraints:
