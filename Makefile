@@ -7,7 +7,7 @@ LAKE ?= lake
 RUN_INSTALLED := $(VENV)/.installed-run
 TEST_INSTALLED := $(VENV)/.installed-test
 
-.PHONY: run test test-fast install kafka-up kafka-down wheel constraints clean
+.PHONY: run test test-fast install kafka-up kafka-down wheel deploy worker automations compose-tools constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ run: $(RUN_INSTALLED)
 	$(BIN)/logistics-pipeline run --lake $(LAKE)
 
 ## The full test suite: unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
-test: $(TEST_INSTALLED)
+test: $(TEST_INSTALLED) compose-tools
 	$(BIN)/python -m pytest
 
 ## Unit tests only (seconds).
@@ -41,6 +41,24 @@ kafka-up:
 
 kafka-down:
 	$(PYTHON) deployments/local_kafka.py down
+
+## Create the work pool when missing, then deploy prefect.yaml to PREFECT_API_URL.
+deploy: $(RUN_INSTALLED)
+	PREFECT=$(BIN)/prefect bash deployments/deploy.sh
+
+## A process worker that runs the deployments from this checkout.
+worker: $(RUN_INSTALLED)
+	LOGISTICS_PROJECT_DIR=$(CURDIR) $(BIN)/prefect worker start --pool "$${LOGISTICS_WORK_POOL:-logistics-process}" --type process
+
+## Create or update the failed/crashed-run alert (block: LOGISTICS_ALERT_BLOCK).
+automations: $(RUN_INSTALLED)
+	$(BIN)/python deployments/automations.py apply
+
+## Debian's docker-compose, so tests can validate docker-compose.yml without an engine.
+compose-tools:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null 2>&1 \
+	  || echo "note: could not install docker-compose (needs root on Debian/Ubuntu); its compose check will be skipped"; }
 
 ## The wheel a Databricks job installs (python_wheel_task, entry point logistics-spark): dist/*.whl
 wheel: $(RUN_INSTALLED)
