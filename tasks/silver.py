@@ -15,6 +15,7 @@ from datetime import date
 import narwhals as nw
 
 from tasks.quality import Rule, accepted, tag_rejects
+from tasks.sources import BRONZE_ERROR
 
 NA = "n/a"
 
@@ -141,7 +142,7 @@ def crm_products(frame: nw.LazyFrame) -> nw.LazyFrame:
         to_float("prd_cost").fill_null(0.0).alias("prd_cost"),
         code_map("prd_line", {"M": "Mountain", "R": "Road", "S": "Other Sales", "T": "Touring"}).alias("prd_line"),
         nw.col("_start").alias("prd_start_dt"),
-        next_start.dt.offset_by("-1d").alias("prd_end_dt"),
+        next_start.dt.offset_by("-1d").cast(nw.Date()).alias("prd_end_dt"),  # Spark's offset gives a timestamp
         nw.col("_ingested_at"),
         nw.col("_line"),
     )
@@ -282,10 +283,21 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
 SILVER_BY_NAME = {table.name: table for table in SILVER_TABLES}
 
 
+MALFORMED_ROW = Rule("malformed_row", lambda: ~nw.col(BRONZE_ERROR).is_null())
+"""Bronze could not read the row as a record (its ``_bronze_error`` says why); checked before every table's own rules."""
+
+
+def with_bronze_error(bronze: nw.LazyFrame) -> nw.LazyFrame:
+    """Bronze tables written before row errors were recorded (or by an engine that does not record them) have none."""
+    if BRONZE_ERROR in bronze.columns:
+        return bronze
+    return bronze.with_columns(nw.lit(None, dtype=nw.String()).alias(BRONZE_ERROR))
+
+
 def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame]:
-    """(tagged, cleansed, silver): rows tagged with the rule they break, the accepted rows
-    cleansed, and those rows with duplicates merged. Lazy on every engine."""
-    tagged = tag_rejects(bronze, table.rules)
+    """(tagged, cleansed, silver): rows tagged with the rule they break (``malformed_row`` first),
+    the accepted rows cleansed, and those rows with duplicates merged. Lazy on every engine."""
+    tagged = tag_rejects(with_bronze_error(bronze), (MALFORMED_ROW, *table.rules))
     cleansed = table.cleanse(accepted(tagged))
     silver = table.dedupe(cleansed).drop("_line")
     return tagged, cleansed, silver

@@ -2,6 +2,8 @@
 
 Quarantine is written before the silver table, and the silver commit records the bronze
 version it was built from, so a crash between the two writes is repaired by the next run.
+A table whose typed columns have changed type (see ``tasks.drift``) is refused before either
+write, so its previous silver and quarantine tables stay as they were.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from prefect import task
 
 from tasks import lake
 from tasks.caching import input_cache_key
+from tasks.drift import check_types
 from tasks.errors import PipelineError
 from tasks.quality import RULE_COLUMN, TableCounts, accepted, quarantined
 from tasks.silver import SilverTable, build
@@ -45,6 +48,7 @@ def run_silver_table(table: SilverTable, lake_: lake.Lake, fingerprint: str) -> 
         return recorded_counts(silver_uri)
     bronze_uri, version = versioned(fingerprint)
     bronze = pl.read_delta(bronze_uri, version=version)
+    check_types(table.name, nw.from_native(bronze.lazy()), rows=bronze.height)
     tagged, _, silver = build(table, nw.from_native(bronze.lazy()))
     tagged_frame = tagged.collect().to_native()
     rejected = quarantined(nw.from_native(tagged_frame.lazy())).collect().to_native()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+BRONZE_ERROR = "_bronze_error"
+"""The bronze column that says what is wrong with a row bronze could not read as a record (null: nothing)."""
+
 
 @dataclass(frozen=True)
 class SourceFile:

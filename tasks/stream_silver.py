@@ -5,6 +5,13 @@ Parsing JSON is the only engine-specific step (``parse_messages``, one pass with
 yields one text row per order line, or one row per message that is not a JSON order. The
 validation rules are narwhals expressions over those rows, like every other silver rule.
 Counts are in order lines: a message that cannot be parsed counts as one.
+
+No message can make this raise: a null value (tombstone), bytes that are not JSON, NaN or
+Infinity literals, JSON nested deeper than orjson's limit are ``not_json``; a list, a number,
+``lines`` that is not a non-empty list or a line that is not an object are ``wrong_shape``;
+an object or array (or a number or boolean) where text is expected, numbers beyond int64,
+fractional quantities and impossible dates or times are ``mistyped_field``. Invalid UTF-8 was
+already replaced (U+FFFD) by bronze; unicode in a product number makes it ``unknown_product``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ STREAM_ORDERS_SCHEMA = {
 }
 ORDER_FIELDS = ("event_id", "event_time", "order_number", "customer_id", "order_date", "ship_date", "due_date")
 LINE_FIELDS = ("product_number", "quantity", "price", "sales_amount")
+TEXT_FIELDS = frozenset(("event_id", "event_time", "order_number", "order_date", "ship_date", "due_date", "product_number"))
+"""Fields that must be JSON strings (numeric fields may be numbers or numeric strings)."""
 COORDINATES = ("key", "partition", "offset", "timestamp", "_source", "_batch_id", "_ingested_at")
 PARSE_RULE = "_parse_rule"
 
@@ -46,12 +55,26 @@ def _as_text(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError; never fail on odd input
+        return repr(value)
+
+
+def _mistyped(order: dict, line: dict) -> bool:
+    """A text field holding a number, a boolean, an object or an array."""
+    return any(
+        (value := source.get(name)) is not None and not isinstance(value, str)
+        for source, names in ((order, ORDER_FIELDS), (line, LINE_FIELDS))
+        for name in names
+        if name in TEXT_FIELDS
+    )
 
 
 def parse_messages(bronze: pl.DataFrame) -> pl.DataFrame:
     """One row per order line (fields as text), or one row per message that is not a JSON
-    order, tagged in ``_parse_rule`` with ``not_json`` or ``wrong_shape``."""
+    order, tagged in ``_parse_rule`` with ``not_json`` or ``wrong_shape`` (or ``mistyped_field``
+    for a line whose text fields are not JSON strings)."""
     columns: dict[str, list] = {name: [] for name in (*ORDER_FIELDS, *LINE_FIELDS, "_row", "_line_index", PARSE_RULE)}
 
     def add(row: int, index: int | None, rule: str | None, order: dict | None = None, line: dict | None = None) -> None:
@@ -64,9 +87,12 @@ def parse_messages(bronze: pl.DataFrame) -> pl.DataFrame:
             columns[name].append(_as_text(line.get(name)) if line else None)
 
     for row, value in enumerate(bronze["value"].to_list()):
+        if value is None:  # a tombstone: no value at all
+            add(row, None, "not_json")
+            continue
         try:
-            order = orjson.loads(value) if value is not None else None
-        except orjson.JSONDecodeError:
+            order = orjson.loads(value)
+        except Exception:  # noqa: BLE001 - orjson.JSONDecodeError, and anything else odd input may raise
             add(row, None, "not_json")
             continue
         lines = order.get("lines") if isinstance(order, dict) else None
@@ -74,20 +100,36 @@ def parse_messages(bronze: pl.DataFrame) -> pl.DataFrame:
             add(row, None, "wrong_shape")
             continue
         for index, line in enumerate(lines):
-            if isinstance(line, dict):
-                add(row, index, None, order, line)
-            else:
+            if not isinstance(line, dict):
                 add(row, index, "wrong_shape", order)
+            else:
+                add(row, index, "mistyped_field" if _mistyped(order, line) else None, order, line)
 
     parsed = pl.DataFrame(columns, schema={name: pl.Int64 if name in ("_row", "_line_index") else pl.String for name in columns})
     return parsed.join(bronze.select("value", *COORDINATES).with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64)), on="_row").drop("_row")
 
 
+EVENT_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(\+00:00|Z)$"
+
+
 def _event_time() -> nw.Expr:
-    """ISO-8601 event time with offset (``...+00:00`` or ``Z``) to UTC; anything else null."""
+    """ISO-8601 event time with offset (``...+00:00`` or ``Z``) to UTC; anything else null,
+    impossible dates and times (month 13, Feb 30, 25:00) included: parsing never fails."""
     raw = text("event_time")
-    shaped = nw.when(raw.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(\+00:00|Z)$")).then(raw)
-    utc = shaped.str.replace(r"(\+00:00|Z)$", "").str.replace(r"^(.{19})$", "$1.0")
+    shaped = nw.when(raw.str.contains(EVENT_TIME).fill_null(False)).then(raw)
+    part = lambda offset, length: shaped.str.slice(offset, length).cast(nw.Int64())  # noqa: E731
+    year, month, day = part(0, 4), part(5, 2), part(8, 2)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = (
+        nw.when(month == 2).then(nw.when(leap).then(29).otherwise(28))
+        .otherwise(nw.when(month.is_in([4, 6, 9, 11])).then(30).otherwise(31))
+    )
+    valid = (
+        (year >= 1) & month.is_between(1, 12) & (day >= 1) & (day <= month_days)
+        & (part(11, 2) <= 23) & (part(14, 2) <= 59) & (part(17, 2) <= 59)
+    )
+    checked = nw.when(valid.fill_null(False)).then(shaped)
+    utc = checked.str.replace(r"(\+00:00|Z)$", "").str.replace(r"^(.{19})$", "$1.0")
     return utc.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f").dt.replace_time_zone("UTC")
 
 
@@ -102,6 +144,7 @@ STREAM_RULES: tuple[Rule, ...] = (
     Rule(
         "mistyped_field",
         lambda: nw.any_horizontal(
+            (nw.col(PARSE_RULE) == "mistyped_field").fill_null(False),
             to_int("customer_id").is_null(),
             to_int("quantity").is_null(),
             to_float("price").is_null(),

@@ -36,6 +36,7 @@ def test_crlf_bom_and_quoting_are_handled_and_every_column_is_text(tmp_path):
         ("007", 'Say "hi"', None, " No"),
     ]
     assert frame["_line"].to_list() == [2, 3]
+    assert frame["_bronze_error"].to_list() == [None, None]
     assert frame["_source"].unique().to_list() == ["source_erp/PX_CAT_G1V2.csv"]
     assert frame["_batch_id"].unique().to_list() == [fingerprint_csv(path, CATEGORIES).batch_id]
     assert frame["_ingested_at"].null_count() == 0
@@ -76,6 +77,13 @@ def test_extra_columns_are_kept_as_received(tmp_path):
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a text file"),
         (b"ID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,Acc\xe9ssories,Bike Racks,Yes\r\n", "not valid UTF-8 (byte 0xe9"),
         (b"ID,CAT,CAT,SUBCAT,MAINTENANCE\r\n", "duplicate column names in header: CAT"),
+        (b"ID,CAT,SUBCAT,MAINTENANCE,\r\nA,B,C,D,\r\n", "header has a column without a name (column 5)"),
+        (b"ID,CAT,SUBCAT,MAINTENANCE,_line\r\n", "header uses a name reserved for load metadata: _line"),
+        (b"ID,CAT,SUBCAT,MAINTENANCE\rAC_BR,Accessories,Bike Racks,Yes\r", "lines end with a bare CR"),
+        (b"ID,C\x00AT,SUBCAT,MAINTENANCE\r\n", "not a text file (NUL byte at offset 4)"),
+        ("ID,CAT,SUBCAT,MAINTENANCE\r\n".encode("utf-16"), "encoded as UTF-16 (byte order mark ff fe)"),
+        ("ID,CAT,SUBCAT,MAINTENANCE\r\n".encode("utf-32"), "encoded as UTF-32 (byte order mark ff fe 00 00)"),
+        (b"ID,CAT,SUBCAT,MAINTENANCE\r\n" + b"\x00\x01\x02\x03" * 64, "not a text file (NUL byte at offset 27)"),
     ],
 )
 def test_bad_files_are_refused_with_the_file_and_the_problem(tmp_path, content, problem):
@@ -90,3 +98,58 @@ def test_bad_files_are_refused_with_the_file_and_the_problem(tmp_path, content, 
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(SourceFileError, match="PX_CAT_G1V2.csv: file not found"):
         fingerprint_csv(tmp_path / "PX_CAT_G1V2.csv", CATEGORIES)
+
+
+def bronze_rows(tmp_path: Path, content: bytes) -> pl.DataFrame:
+    _, uri = ingest(tmp_path, write(tmp_path, content))
+    return pl.read_delta(uri).select("ID", "CAT", "SUBCAT", "MAINTENANCE", "_line", "_bronze_error")
+
+
+def test_a_bad_row_lands_with_its_line_and_reason_and_the_rest_of_the_file_is_kept(tmp_path):
+    rows = bronze_rows(
+        tmp_path,
+        b"ID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,Accessories,Bike Racks,Yes\r\nAC_BS,Accessories,Bike Stands,No,x,y\r\n"
+        b'AC_BC,"Accessories,Bottles\r\nAC_CL,Accessories,Cleaners,No\r\nAC_FE,Accessories\r\n',
+    ).rows()
+    assert rows == [
+        ("AC_BR", "Accessories", "Bike Racks", "Yes", 2, None),
+        ("AC_BS", "Accessories", "Bike Stands", "No", 3, "expected 4 fields, found 6; extra: 'x,y'"),
+        ("AC_BC", "Accessories,Bottles", None, None, 4, "unterminated quoted field (field 2)"),
+        ("AC_CL", "Accessories", "Cleaners", "No", 5, None),
+        ("AC_FE", "Accessories", None, None, 6, "expected 4 fields, found 2"),
+    ]
+
+
+def test_line_is_the_physical_line_a_row_starts_on_also_after_multi_line_fields(tmp_path):
+    rows = bronze_rows(
+        tmp_path,
+        b'ID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,"two\r\nlines",Racks,Yes\r\nAC_BS,"three\nshort\nlines",Stands,No\r\nAC_BC,Accessories,Bottles,No\r\n',
+    )
+    assert rows["_line"].to_list() == [2, 4, 7]
+    assert rows["CAT"].to_list() == ["two\r\nlines", "three\nshort\nlines", "Accessories"]
+    assert rows["_bronze_error"].null_count() == 3
+
+
+def test_a_nul_or_control_character_in_a_field_is_a_row_problem(tmp_path):
+    rows = bronze_rows(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,Acc\x00,Bike Racks,Yes\r\nAC_BS,Accessories,Bike\x1b[31m,No\r\nAC_BC,A,B,C\r\n")
+    assert rows.select("_line", "_bronze_error").rows() == [
+        (2, "field CAT contains a NUL or control character"),
+        (3, "field SUBCAT contains a NUL or control character"),
+        (4, None),
+    ]
+
+
+def test_blank_lines_are_rows_marked_blank(tmp_path):
+    rows = bronze_rows(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\r\n\r\nAC_BR,Accessories,Bike Racks,Yes\r\n   \r\n")
+    assert rows.select("_line", "_bronze_error").rows() == [(2, "blank line"), (3, None), (4, "expected 4 fields, found 1")]
+
+
+def test_well_formed_files_take_the_polars_path(tmp_path, monkeypatch):
+    import tasks.bronze
+
+    def robust_path(*_):
+        raise AssertionError("the robust path is for files polars cannot read faithfully")
+
+    monkeypatch.setattr(tasks.bronze, "read_rows_robust", robust_path)
+    rows = bronze_rows(tmp_path, b'\xef\xbb\xbfID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,"Racks, Bike",,""\r\nAC_BS,"two\r\nlines",x,y')
+    assert rows.rows() == [("AC_BR", "Racks, Bike", None, "", 2, None), ("AC_BS", "two\r\nlines", "x", "y", 3, None)]
