@@ -15,11 +15,13 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
+from tasks.assets import landing_asset, materializing, source_asset, table_asset, topic_asset
 from tasks.bronze import check_source, ingest_source
 from tasks.caching import is_stale
 from tasks.databricks import run_on_databricks
 from tasks.kafka import KafkaConnection, check_broker, client_extras, load_kafka_connection
 from tasks.lake import Lake, row_count
+from tasks.lock import lake_lock
 from tasks.settings import load_settings
 from tasks.sources import SOURCES
 from tasks.stream_bronze import KAFKA_ORDERS, Batch, KafkaReader, landing_batches, write_batch
@@ -33,47 +35,67 @@ def bronze_layer(
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
 ) -> dict[str, int]:
-    """Ingest the six CRM/ERP CSV files and the order stream into bronze; returns rows per table."""
+    """Ingest the six CRM/ERP CSV files and the order stream into bronze; returns rows per table.
+
+    Args:
+        source_dir: Folder with source_crm/ and source_erp/ (default: LOGISTICS_SOURCE_DIR or the shipped datasets).
+        lake: Lake folder (default: LOGISTICS_LAKE or ./lake).
+        bootstrap_servers: HOST:PORT of Kafka; empty uses settings, else the landing folder.
+        kafka_block: Name of a saved 'Kafka Connection' block.
+        engine: local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.
+    """
     settings = load_settings(source_dir=source_dir, lake=lake, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
     if settings.engine == "databricks":
         run_on_databricks("bronze", settings.databricks)
         return {}
-    lake_ = Lake(settings.lake)
-    logger = get_run_logger()
-    checked = {source.table: check_source(source, settings.source_dir) for source in SOURCES}
+    with lake_lock(settings.lake):
+        lake_ = Lake(settings.lake)
+        logger = get_run_logger()
+        checked = {source.table: check_source(source, settings.source_dir) for source in SOURCES}
 
-    rows: dict[str, int] = {}
-    ingested: dict[str, bool] = {}
-    for source in SOURCES:
-        target = lake_.uri("bronze", source.table)
-        fingerprint = checked[source.table].sha256
-        ingested[source.table] = is_stale(target, fingerprint)
-        ingest = ingest_source.with_options(refresh_cache=ingested[source.table])
-        rows[source.table] = ingest(source, settings.source_dir, target_uri=target, fingerprint=fingerprint, checked=checked[source.table])
-        logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
+        rows: dict[str, int] = {}
+        ingested: dict[str, bool] = {}
+        for source in SOURCES:
+            target = lake_.uri("bronze", source.table)
+            fingerprint = checked[source.table].sha256
+            ingested[source.table] = is_stale(target, fingerprint)
+            ingest = materializing(
+                ingest_source.with_options(refresh_cache=ingested[source.table]),
+                [table_asset(settings.lake, "bronze", source.table)],
+                asset_deps=[source_asset(source.path(settings.source_dir))],
+                metadata=lambda rows: {"rows": rows},
+            )
+            rows[source.table] = ingest(source, settings.source_dir, target_uri=target, fingerprint=fingerprint, checked=checked[source.table])
+            logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
 
-    connection = load_kafka_connection(kafka_block, settings)
-    new_messages = ingest_stream(connection, settings.kafka_topic, lake_, settings.stream_batch_messages)
-    rows[KAFKA_ORDERS] = row_count(lake_.uri("bronze", KAFKA_ORDERS))
-    ingested[KAFKA_ORDERS] = new_messages > 0
-    logger.info("bronze %s: %d rows (%d new messages)", KAFKA_ORDERS, rows[KAFKA_ORDERS], new_messages)
+        connection = load_kafka_connection(kafka_block, settings)
+        new_messages = ingest_stream(connection, settings.kafka_topic, lake_, settings.stream_batch_messages)
+        rows[KAFKA_ORDERS] = row_count(lake_.uri("bronze", KAFKA_ORDERS))
+        ingested[KAFKA_ORDERS] = new_messages > 0
+        logger.info("bronze %s: %d rows (%d new messages)", KAFKA_ORDERS, rows[KAFKA_ORDERS], new_messages)
 
-    create_table_artifact(
-        key="bronze-layer",
-        table=[{"table": table, "rows": rows[table], "ingested": ingested[table]} for table in rows],
-        description="Rows per bronze table this run; `ingested` is false when the content was already in the lake.",
-    )
-    return rows
+        create_table_artifact(
+            key="bronze-layer",
+            table=[{"table": table, "rows": rows[table], "ingested": ingested[table]} for table in rows],
+            description="Rows per bronze table this run; `ingested` is false when the content was already in the lake.",
+        )
+        return rows
 
 
 def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, batch_messages: int) -> int:
     """Append the stream's new messages to bronze kafka_orders; returns how many were added."""
     logger = get_run_logger()
     target = lake_.uri("bronze", KAFKA_ORDERS)
+    write = materializing(
+        write_stream_batch,
+        [table_asset(lake_.root, "bronze", KAFKA_ORDERS)],
+        asset_deps=[landing_asset(lake_.root) if connection is None else topic_asset(connection.bootstrap_servers, topic)],
+        metadata=lambda rows: {"rows_appended": rows},
+    )
     if connection is None:
         landing = Path(lake_.root) / "landing" / "orders"
         logger.info("stream transport: landing folder %s (no Kafka configured)", landing)
-        return sum(write_stream_batch(target, batch) for batch in landing_batches(landing, target, batch_messages))
+        return sum(write(target, batch) for batch in landing_batches(landing, target, batch_messages))
 
     logger.info("stream transport: Kafka at %s, topic %s", connection.bootstrap_servers, topic)
     check_broker(connection)
@@ -83,7 +105,7 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
     written = 0
     try:
         for batch in reader.batches(batch_messages):
-            written += write_stream_batch(target, batch)
+            written += write(target, batch)
             reader.commit_group_offsets(batch.next_offsets)
     finally:
         reader.close()

@@ -144,6 +144,33 @@ def gold(lake: LakeDir = None, dbt_target: DbtTarget = None) -> None:
     typer.echo(f"gold rows: {counts}")
 
 
+@app.command()
+def maintain(
+    lake: LakeDir = None,
+    retention_hours: Annotated[
+        int | None, typer.Option("--retention-hours", min=0, help="Keep files removed less than this long ago (default: 168, or $LOGISTICS_MAINTENANCE_RETENTION_HOURS).")
+    ] = None,
+    allow_short_retention: Annotated[
+        bool, typer.Option("--allow-short-retention", help="Allow a retention under the tables' minimum (168 h): time travel that far back is lost.")
+    ] = False,
+    compact: Annotated[bool, typer.Option("--compact/--no-compact", help="Compact small files (the stream's micro-batches).")] = True,
+) -> None:
+    """Compact small files, vacuum files older than the retention and checkpoint every Delta table (safe while the pipeline runs)."""
+    from flows.maintenance import lake_maintenance
+
+    rows = _run(
+        lambda: lake_maintenance(
+            lake=lake, retention_hours=retention_hours, compact=compact, enforce_retention_duration=False if allow_short_retention else None
+        )
+    )
+    for row in rows:
+        notes = f" ({row['notes']})" if row["notes"] else ""
+        typer.echo(
+            f"{row['table']}: {row['files_before']} -> {row['files_after']} files, "
+            f"{row['files_on_disk_before']} -> {row['files_on_disk_after']} on disk, {row['vacuumed']} vacuumed{notes}"
+        )
+
+
 @app.command("generate-datasets")
 def generate_datasets(
     out: Annotated[Path, typer.Option("--out", help="Folder to write source_crm/ and source_erp/ into.")],

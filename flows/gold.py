@@ -8,22 +8,33 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.assets import link_dbt_sources
 from tasks.dbt import dbt_build, gold_row_counts, stream_freshness
 from tasks.lake import Lake, row_count
+from tasks.lock import lake_lock
+from tasks.silver import SILVER_TABLES
 from tasks.stream_silver import STREAM_ORDERS
 from tasks.settings import load_settings
 
 
 @flow(name="dbt-gold")
 def dbt_gold(lake: str | None = None, dbt_target: str | None = None) -> dict[str, int]:
-    """Run `dbt build` on the gold project; returns rows per gold table (local target)."""
+    """Run `dbt build` on the gold project; returns rows per gold table (local target).
+
+    Args:
+        lake: Lake folder (default: LOGISTICS_LAKE or ./lake).
+        dbt_target: dbt target in dbt_gold/profiles.yml (default: local).
+    """
     settings = load_settings(lake=lake, dbt_target=dbt_target)
     logger = get_run_logger()
-    dbt_build(settings)
-    check_stream_freshness(settings)
-    if settings.dbt_target != "local":
-        return {}
-    counts = gold_row_counts(Lake(settings.lake).gold_path)
+    with lake_lock(settings.lake):  # gold.duckdb has one writer; silver must not change under dbt
+        if settings.dbt_target == "local":  # lineage: silver Delta table -> dbt source -> gold model
+            link_dbt_sources(settings.lake, [*(t.name for t in SILVER_TABLES), STREAM_ORDERS])
+        dbt_build(settings)
+        check_stream_freshness(settings)
+        if settings.dbt_target != "local":
+            return {}
+        counts = gold_row_counts(Lake(settings.lake).gold_path)
     logger.info("gold: %s", ", ".join(f"{table} {rows}" for table, rows in counts.items()))
     return counts
 

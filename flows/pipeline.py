@@ -15,6 +15,7 @@ from flows.produce import produce_messages
 from flows.silver import silver_layer
 from tasks.databricks import require_credentials
 from tasks.lake import Lake
+from tasks.lock import lake_lock
 from tasks.orders import MAX_SEED
 from tasks.settings import load_settings
 
@@ -31,32 +32,45 @@ def logistics_pipeline(
     dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).")] = None,
 ) -> dict[str, object]:
-    """Run the medallion pipeline over the CSV exports and the order stream."""
+    """Run the medallion pipeline over the CSV exports and the order stream.
+
+    Args:
+        source_dir: Folder with source_crm/ and source_erp/ (default: LOGISTICS_SOURCE_DIR or the shipped datasets).
+        lake: Lake folder (default: LOGISTICS_LAKE or ./lake).
+        orders: Synthetic orders to produce to the stream first (0 = none).
+        bad_fraction: Share of deliberately bad orders among those produced.
+        seed: Seed of the produced orders (reuse one to replay them); empty: a new seed each run.
+        bootstrap_servers: HOST:PORT of Kafka; empty uses the block or settings, else the landing folder.
+        kafka_block: Name of a saved 'Kafka Connection' block.
+        dbt_target: dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).
+        engine: Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).
+    """
     settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
     if settings.engine == "databricks":
         require_credentials(settings.databricks)  # fail at once, before producing anything
-    stream = {"bootstrap_servers": settings.kafka_bootstrap_servers if not kafka_block else None, "kafka_block": kafka_block}
-    produced = produce_messages(count=orders, seed=seed, bad_fraction=bad_fraction, lake=settings.lake, **stream) if orders else None
-    bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake, engine=settings.engine, **stream)
-    silver = silver_layer(lake=settings.lake, engine=settings.engine)
-    gold = dbt_gold(lake=settings.lake, dbt_target=settings.dbt_target)
+    with lake_lock(settings.lake):  # one run at a time per lake; the sub-flows re-enter it
+        stream = {"bootstrap_servers": settings.kafka_bootstrap_servers if not kafka_block else None, "kafka_block": kafka_block}
+        produced = produce_messages(count=orders, seed=seed, bad_fraction=bad_fraction, lake=settings.lake, **stream) if orders else None
+        bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake, engine=settings.engine, **stream)
+        silver = silver_layer(lake=settings.lake, engine=settings.engine)
+        gold = dbt_gold(lake=settings.lake, dbt_target=settings.dbt_target)
 
-    summary = {
-        "produced_messages": produced["delivered"] if produced else 0,
-        "bronze_rows": sum(bronze.values()),
-        "silver_rows": sum(c.rows_out for c in silver),
-        "quarantined_rows": sum(c.quarantined for c in silver),
-        "merged_duplicates": sum(c.merged_duplicates for c in silver),
-        "gold_rows": gold,
-        "gold": Lake(settings.lake).gold_path,
-    }
-    get_run_logger().info(
-        "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d new rows; silver %(silver_rows)d rows "
-        "(%(quarantined_rows)d quarantined, %(merged_duplicates)d merged); gold %(gold_rows)s at %(gold)s",
-        summary,
-    )
-    create_markdown_artifact(key="pipeline-summary", markdown=summary_markdown(summary, silver), description="Rows per layer")
-    return summary
+        summary = {
+            "produced_messages": produced["delivered"] if produced else 0,
+            "bronze_rows": sum(bronze.values()),
+            "silver_rows": sum(c.rows_out for c in silver),
+            "quarantined_rows": sum(c.quarantined for c in silver),
+            "merged_duplicates": sum(c.merged_duplicates for c in silver),
+            "gold_rows": gold,
+            "gold": Lake(settings.lake).gold_path,
+        }
+        get_run_logger().info(
+            "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d new rows; silver %(silver_rows)d rows "
+            "(%(quarantined_rows)d quarantined, %(merged_duplicates)d merged); gold %(gold_rows)s at %(gold)s",
+            summary,
+        )
+        create_markdown_artifact(key="pipeline-summary", markdown=summary_markdown(summary, silver), description="Rows per layer")
+        return summary
 
 
 def summary_markdown(summary: dict[str, object], silver: list) -> str:

@@ -287,7 +287,19 @@ def produce_messages(
     lake: Annotated[str | None, Field(description="Lake folder (landing folder and reference data); default LOGISTICS_LAKE.")] = None,
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block to use.")] = None,
 ) -> dict[str, Any]:
-    """Produce ``count`` synthetic orders for real customers and products; returns what was produced."""
+    """Produce ``count`` synthetic orders for real customers and products; returns what was produced.
+
+    Args:
+        count: How many order messages to produce.
+        seed: Same seed, same orders; different seeds never share an order number. Empty: a new seed each run (what schedules want).
+        rate: Messages per second at most; empty means as fast as possible.
+        bad_fraction: Share of deliberately bad messages (malformed, missing field, ...).
+        topic: Kafka topic (default: LOGISTICS_KAFKA_TOPIC, 'orders').
+        partitions: Partitions when the topic has to be created.
+        bootstrap_servers: HOST:PORT of Kafka; empty uses the block or settings, else the landing folder.
+        lake: Lake folder (landing folder and reference data); default LOGISTICS_LAKE.
+        kafka_block: Name of a saved 'Kafka Connection' block to use.
+    """
     if bootstrap_servers and kafka_block:
         raise PipelineError("give either bootstrap_servers or kafka_block, not both")
     settings = load_settings(lake=lake, kafka_bootstrap_servers=bootstrap_servers)

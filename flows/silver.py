@@ -9,16 +9,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import wait
 from pydantic import Field
 
+from tasks.assets import materializing, table_asset
 from tasks.caching import is_stale
 from tasks.databricks import run_on_databricks
+from tasks.drift import drift_markdown, find_new_columns
 from tasks.lake import Lake
+from tasks.lock import lake_lock
 from tasks.quality import TableCounts
 from tasks.settings import load_settings
 from tasks.silver import SILVER_TABLES
 from tasks.silver_local import bronze_fingerprint, build_silver_table, build_stream_orders, stream_fingerprint
+from tasks.stream_bronze import KAFKA_ORDERS
 from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
 
 
@@ -27,38 +32,71 @@ def silver_layer(
     lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
 ) -> list[TableCounts]:
-    """Build the silver tables (and stream_orders) from bronze; returns the counts per table."""
+    """Build the silver tables (and stream_orders) from bronze; returns the counts per table.
+
+    Args:
+        lake: Lake folder (default: LOGISTICS_LAKE or ./lake).
+        engine: local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.
+    """
     settings = load_settings(lake=lake, engine=engine)
     if settings.engine == "databricks":
         run_on_databricks("silver", settings.databricks)
         return []
-    lake_ = Lake(settings.lake)
-    logger = get_run_logger()
+    with lake_lock(settings.lake):
+        lake_ = Lake(settings.lake)
+        logger = get_run_logger()
 
-    futures = []
-    for table in SILVER_TABLES:
-        target = lake_.uri("silver", table.name)
-        fingerprint = bronze_fingerprint(lake_.uri("bronze", table.bronze))
-        build = build_silver_table.with_options(refresh_cache=is_stale(target, fingerprint))
-        futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint))
-    counts = [future.result() for future in futures]
+        drift = find_new_columns(lake_)
+        for finding in drift:
+            logger.warning(finding.message)
+        if drift:
+            create_markdown_artifact(key="schema-drift", markdown=drift_markdown(drift), description="Source columns bronze kept and silver does not use")
 
-    stream = stream_fingerprint(lake_)
-    if stream is None:
-        ensure_stream_orders(lake_)
-    else:
-        target = lake_.uri("silver", STREAM_ORDERS)
-        build = build_stream_orders.with_options(refresh_cache=is_stale(target, stream))
-        counts.append(build(lake_, target_uri=target, fingerprint=stream))
+        futures = []
+        for table in SILVER_TABLES:
+            target = lake_.uri("silver", table.name)
+            fingerprint = bronze_fingerprint(lake_.uri("bronze", table.bronze))
+            build = materializing(
+                build_silver_table.with_options(refresh_cache=is_stale(target, fingerprint)),
+                [table_asset(settings.lake, "silver", table.name), table_asset(settings.lake, "quarantine", table.name)],
+                asset_deps=[table_asset(settings.lake, "bronze", table.bronze)],
+                metadata=counts_metadata,
+            )
+            futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint))
+        wait(futures)  # a table stopped by schema drift fails the layer, after the other tables are built
+        counts = [future.result() for future in futures]
 
-    for c in counts:
-        logger.info(
-            "silver %s: %d in = %d out + %d quarantined + %d merged duplicates",
-            c.table, c.rows_in, c.rows_out, c.quarantined, c.merged_duplicates,
+        stream = stream_fingerprint(lake_)
+        if stream is None:
+            ensure_stream_orders(lake_)
+        else:
+            target = lake_.uri("silver", STREAM_ORDERS)
+            build = materializing(
+                build_stream_orders.with_options(refresh_cache=is_stale(target, stream)),
+                [table_asset(settings.lake, "silver", STREAM_ORDERS), table_asset(settings.lake, "quarantine", STREAM_ORDERS)],
+                # stream lines are checked against the known products and customers
+                asset_deps=[
+                    table_asset(settings.lake, "bronze", KAFKA_ORDERS),
+                    table_asset(settings.lake, "silver", "crm_prd_info"),
+                    table_asset(settings.lake, "silver", "crm_cust_info"),
+                ],
+                metadata=counts_metadata,
+            )
+            counts.append(build(lake_, target_uri=target, fingerprint=stream))
+
+        for c in counts:
+            logger.info(
+                "silver %s: %d in = %d out + %d quarantined + %d merged duplicates",
+                c.table, c.rows_in, c.rows_out, c.quarantined, c.merged_duplicates,
+            )
+        create_table_artifact(
+            key="silver-layer",
+            table=[c.__dict__ for c in counts],
+            description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates.",
         )
-    create_table_artifact(
-        key="silver-layer",
-        table=[c.__dict__ for c in counts],
-        description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates.",
-    )
-    return counts
+        return counts
+
+
+def counts_metadata(counts: TableCounts) -> dict[str, int]:
+    """What the silver and quarantine assets record about a build."""
+    return {"rows_in": counts.rows_in, "rows_out": counts.rows_out, "quarantined": counts.quarantined, "merged_duplicates": counts.merged_duplicates}

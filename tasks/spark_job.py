@@ -1,0 +1,305 @@
+"""The Spark entrypoint: what a Databricks job run executes for the bronze and silver layers.
+
+    python -m tasks.spark_job bronze --source-path /Volumes/main/raw/exports --catalog main --schema logistics
+    python -m tasks.spark_job silver --catalog main --schema logistics
+
+It runs on whatever SparkSession is active (the cluster's on Databricks; a local one in the
+tests) and writes Unity Catalog Delta tables ``<catalog>.<schema>.[prefix]<layer>_<table>``
+or, with ``--lake PATH``, path-based Delta tables ``PATH/<layer>/<table>`` (the local
+engine's layout). Bronze reads each CSV with ``tasks.bronze``'s own reader on the driver, so
+its rows, ``_line`` and ``_bronze_error`` are the local engine's by construction; silver runs
+the same narwhals rules as ``tasks.silver_local`` on Spark DataFrames. Reruns on unchanged
+input write nothing: each commit records its input (``userMetadata``). The last line printed
+is a JSON summary, which the Databricks run output shows. Only DataFrame APIs are used (no
+RDDs, no JVM handles), as Spark Connect (serverless, shared clusters) requires.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import narwhals as nw
+import polars as pl
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+
+from tasks.bronze import CsvFingerprint, SourceFileError, fingerprint_csv, read_csv_as_text
+from tasks.drift import check_types
+from tasks.errors import PipelineError
+from tasks.quality import RULE_COLUMN, TableCounts, quarantined
+from tasks.silver import SILVER_TABLES, SilverTable, build
+from tasks.sources import SOURCES, SourceFile
+
+INPUT_KEY = "logistics.input"  # the commit-metadata key tasks.lake uses
+PARALLEL_TABLES = 4
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+# --- where tables live ----------------------------------------------------------------------
+
+def table_name(layer: str, table: str, catalog: str, schema: str, prefix: str = "") -> str:
+    """The Unity Catalog name of a layer's table: ``catalog.schema.[prefix]layer_table``."""
+    return f"{catalog}.{schema}.{prefix}{layer}_{table}"
+
+
+def _quote(name: str) -> str:
+    return ".".join(f"`{part.replace('`', '``')}`" for part in name.split("."))
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A table's latest Delta commit: its version, what it recorded, and how many rows it wrote."""
+
+    version: int
+    metadata: dict[str, Any]
+    rows_written: int | None
+
+    @property
+    def input(self) -> str | None:
+        return self.metadata.get(INPUT_KEY)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One Delta table: a catalog table (``name``) or, without a metastore, a ``path``."""
+
+    name: str | None = None
+    path: str | None = None
+
+    @property
+    def sql(self) -> str:
+        return _quote(self.name) if self.name else f"delta.`{self.path}`"
+
+    def __str__(self) -> str:
+        return self.name or str(self.path)
+
+    def last_commit(self, spark: SparkSession) -> Commit | None:
+        """The latest commit (from the Delta log, no data scan), or None when there is no table.
+
+        This job replaces a table whole in one commit, so such a commit's ``numOutputRows`` is
+        the table's row count: much cheaper than counting it again. Other commits (a user's,
+        OPTIMIZE) report none, and the table is counted instead."""
+        if self.name and not spark.catalog.tableExists(self.name):
+            return None
+        try:
+            row = spark.sql(f"DESCRIBE HISTORY {self.sql} LIMIT 1").first()
+        except AnalysisException:
+            return None
+        if row is None:
+            return None
+        metadata = _json_object(row["userMetadata"])
+        written = (row["operationMetrics"] or {}).get("numOutputRows") if INPUT_KEY in metadata else None
+        return Commit(int(row["version"]), metadata, None if written is None else int(written))
+
+    def rows(self, spark: SparkSession) -> int:
+        """Rows in the table, from its last full-replace commit when recorded."""
+        commit = self.last_commit(spark)
+        if commit is not None and commit.rows_written is not None:
+            return commit.rows_written
+        return self.read(spark).count()
+
+    def read(self, spark: SparkSession, version: int | None = None) -> DataFrame:
+        return spark.sql(f"SELECT * FROM {self.sql}" + ("" if version is None else f" VERSION AS OF {version}"))
+
+    def overwrite(self, frame: DataFrame, metadata: dict[str, Any]) -> None:
+        """Replace content and schema in one Delta commit that records ``metadata``."""
+        writer = (
+            frame.write.format("delta").mode("overwrite")
+            .option("overwriteSchema", "true")
+            .option("userMetadata", json.dumps(metadata, sort_keys=True))
+        )
+        if self.name:
+            writer.saveAsTable(self.name)
+        else:
+            writer.save(self.path)
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A commit's userMetadata as ours (a JSON object); anything else recorded there is ignored."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """Unity Catalog (``catalog.schema``) or, for local runs, a folder of path-based Delta tables."""
+
+    catalog: str | None = None
+    schema: str | None = None
+    prefix: str = ""
+    lake: str | None = None
+
+    def target(self, layer: str, table: str) -> Target:
+        if self.lake:
+            return Target(path=f"{self.lake.rstrip('/')}/{layer}/{self.prefix}{table}")
+        assert self.catalog and self.schema
+        return Target(name=table_name(layer, table, self.catalog, self.schema, self.prefix))
+
+
+# --- bronze -----------------------------------------------------------------------------------
+
+def local_copy(spark: SparkSession, path: str, workdir: Path) -> Path:
+    """The file as a driver-local path. Local and Unity Catalog volume paths (``/Volumes/...``,
+    mounted on every Databricks driver) are used as they are; anything else Spark can read
+    (``abfss://``, ``s3://``, ``dbfs:/``, ``file://``) is fetched whole through ``binaryFile``."""
+    if "://" not in path and not path.startswith("dbfs:"):
+        return Path(path)
+    try:
+        row = spark.read.format("binaryFile").load(path).select("content").first()
+    except AnalysisException:
+        row = None
+    if row is None:
+        raise SourceFileError(path, "file not found")
+    workdir.mkdir(parents=True, exist_ok=True)
+    local = workdir / path.rstrip("/").rsplit("/", 1)[-1]
+    local.write_bytes(bytes(row["content"]))
+    return local
+
+
+@dataclass(frozen=True)
+class BronzeResult:
+    table: str
+    rows: int
+    batch_id: str
+    skipped: bool
+
+
+def check_source(spark: SparkSession, source: SourceFile, source_path: str, workdir: Path) -> tuple[Path, CsvFingerprint]:
+    """A local copy of the source file and its fingerprint; the refusals of the local engine."""
+    path = f"{source_path.rstrip('/')}/{source.relative_path}"
+    local = local_copy(spark, path, workdir / source.table)
+    try:
+        return local, fingerprint_csv(local, source)
+    except SourceFileError as error:  # name the file the user gave, not the copy
+        raise SourceFileError(path, error.problem) from None
+
+
+def ingest_source(spark: SparkSession, source: SourceFile, local: Path, fingerprint: CsvFingerprint, target: Target) -> BronzeResult:
+    """Land one checked CSV in its bronze table, unless the table's last commit already holds these bytes.
+
+    The rows come from ``tasks.bronze.read_csv_as_text`` itself: the same rows, ``_line`` and
+    ``_bronze_error`` as the local engine, from one CSV reader rather than two kept in step.
+    Spark's CSV source could not give them anyway: it has no line numbers, does not say
+    which rows were malformed, and its row order across partitions is not the file's.
+    Spark does the I/O: fetching the file and writing the Delta table."""
+    last = target.last_commit(spark)
+    if last is not None and last.input == fingerprint.sha256:
+        return BronzeResult(source.table, target.rows(spark), fingerprint.batch_id, skipped=True)
+    rows = read_csv_as_text(local, fingerprint, source.relative_path)
+    frame = spark.createDataFrame(rows.to_arrow(compat_level=pl.CompatLevel.oldest()))  # large_string: Spark reads it
+    target.overwrite(frame, {
+        INPUT_KEY: fingerprint.sha256, "logistics.source": source.relative_path, "logistics.batch_id": fingerprint.batch_id,
+    })
+    return BronzeResult(source.table, rows.height, fingerprint.batch_id, skipped=False)
+
+
+def run_bronze(spark: SparkSession, source_path: str, lakehouse: Lakehouse) -> list[BronzeResult]:
+    """Every file is checked first, so one bad file stops the layer before anything is written;
+    then the tables are written concurrently."""
+    with tempfile.TemporaryDirectory(prefix="bronze-") as workdir:
+        checked = {source.table: check_source(spark, source, source_path, Path(workdir)) for source in SOURCES}
+        return in_parallel(
+            lambda source: ingest_source(spark, source, *checked[source.table], lakehouse.target("bronze", source.table)),
+            SOURCES,
+        )
+
+
+# --- silver -----------------------------------------------------------------------------------
+
+def run_silver_table(spark: SparkSession, table: SilverTable, lakehouse: Lakehouse) -> TableCounts:
+    """Build one silver table and its quarantine with the shared rules, unless both were built
+    from this bronze version already. Quarantine is written first, as in ``tasks.silver_local``;
+    the counts come from the commits (see ``Target.last_commit``)."""
+    bronze = lakehouse.target("bronze", table.bronze)
+    silver_target = lakehouse.target("silver", table.name)
+    quarantine_target = lakehouse.target("quarantine", table.name)
+    last_bronze = bronze.last_commit(spark)
+    if last_bronze is None:
+        raise PipelineError(f"bronze table {bronze} does not exist: run the bronze layer first")
+    fingerprint = f"{bronze}@v{last_bronze.version}"
+    outputs = (quarantine_target.last_commit(spark), silver_target.last_commit(spark))
+    if not all(commit is not None and commit.input == fingerprint for commit in outputs):
+        source = nw.from_native(bronze.read(spark, last_bronze.version))
+        check_types(table.name, source)
+        tagged, _, silver = build(table, source)
+        rejected = quarantined(tagged).to_native()
+        rejected = rejected.select(RULE_COLUMN, *(name for name in rejected.columns if name != RULE_COLUMN))
+        quarantine_target.overwrite(rejected, {INPUT_KEY: fingerprint})
+        silver_target.overwrite(silver.to_native(), {INPUT_KEY: fingerprint})
+    rows_in = last_bronze.rows_written
+    if rows_in is None:
+        rows_in = bronze.read(spark, last_bronze.version).count()
+    rows_out, rejected_rows = silver_target.rows(spark), quarantine_target.rows(spark)
+    return TableCounts(table.name, rows_in, rows_out, rejected_rows, rows_in - rows_out - rejected_rows)
+
+
+def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCounts], list[PipelineError]]:
+    """Every table is attempted: one that fails (schema drift) keeps its previous tables and
+    does not stop the others, as in the local silver-layer flow."""
+    def attempt(table: SilverTable) -> TableCounts | PipelineError:
+        try:
+            return run_silver_table(spark, table, lakehouse)
+        except PipelineError as error:
+            return error
+
+    results = in_parallel(attempt, SILVER_TABLES)
+    return [r for r in results if isinstance(r, TableCounts)], [r for r in results if isinstance(r, PipelineError)]
+
+
+def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``work`` over ``items`` on a few threads, results in order. Spark runs jobs from several
+    threads side by side, so one table's driver-side work (planning, Delta commits) overlaps
+    another's tasks, as the local flow runs its tasks concurrently."""
+    with ThreadPoolExecutor(max_workers=PARALLEL_TABLES) as pool:
+        return list(pool.map(work, items))
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tasks.spark_job", description=__doc__.splitlines()[0])
+    parser.add_argument("layer", choices=("bronze", "silver"))
+    parser.add_argument("--source-path", help="folder holding source_crm/ and source_erp/ (a UC volume or cloud path); bronze only")
+    parser.add_argument("--catalog", help="Unity Catalog catalog")
+    parser.add_argument("--schema", help="Unity Catalog schema")
+    parser.add_argument("--table-prefix", default="", help="prefix for every table name, e.g. dev_")
+    parser.add_argument("--lake", help="write path-based Delta tables under PATH/<layer>/<table> instead (no metastore)")
+    args = parser.parse_args(argv)
+    if not args.lake and not (args.catalog and args.schema):
+        parser.error("give --catalog and --schema (Unity Catalog), or --lake PATH")
+    if args.layer == "bronze" and not args.source_path:
+        parser.error("bronze needs --source-path")
+    return args
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> dict[str, Any]:
+    """Run one layer and print its summary as one JSON line (shown in the Databricks run output)."""
+    args = parse_args(argv)
+    spark = spark or SparkSession.builder.getOrCreate()
+    lakehouse = Lakehouse(catalog=args.catalog, schema=args.schema, prefix=args.table_prefix, lake=args.lake)
+    failures: list[PipelineError] = []
+    if args.layer == "bronze":
+        results: list[Any] = run_bronze(spark, args.source_path, lakehouse)
+    else:
+        results, failures = run_silver(spark, lakehouse)
+    summary = {"layer": args.layer, "tables": [asdict(result) for result in results], "failed": [str(f) for f in failures]}
+    print(json.dumps(summary), flush=True)
+    if failures:
+        raise PipelineError("; ".join(str(failure) for failure in failures))
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
