@@ -177,7 +177,7 @@ def test_table_name_is_unity_catalog_three_part():
 
 
 def test_dirty_files_land_the_same_in_catalog_tables(spark, tmp_path, capsys):
-    """BOM, CRLF and LF, quotes, quoted line breaks, blank, short, long and control-character
+    """BOM, CRLF and LF, quotes, quoted line breaks, blank, short, long-by-a-field, stray-quote and control-character
     rows; a drifted column type stops its own silver table only, with the local engine's message."""
     sources = write_sources(tmp_path / "sources", {"erp_px_cat_g1v2": EDGE_CATEGORIES, "crm_sales_details": DRIFTED_SALES})
     local_results = run_local(sources, tmp_path / "local")
