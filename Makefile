@@ -7,7 +7,7 @@ LAKE ?= lake
 RUN_INSTALLED := $(VENV)/.installed-run
 TEST_INSTALLED := $(VENV)/.installed-test
 
-.PHONY: run test test-fast install kafka-up kafka-down wheel deploy worker automations compose-tools constraints clean
+.PHONY: run test test-fast install kafka-up kafka-down wheel deploy worker automations compose-tools bench bench-quick constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(RUN_INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(TEST_INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,spark]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,spark,bench]'
 	touch $@ $(RUN_INSTALLED)
 
 install: $(TEST_INSTALLED)
@@ -63,6 +63,14 @@ compose-tools:
 ## The wheel a Databricks job installs (python_wheel_task, entry point logistics-spark): dist/*.whl
 wheel: $(RUN_INSTALLED)
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+
+## Throughput and scaling vs pandas, DuckDB and Kafka's own tools (about 20 min); JSON last line + benchmarks/out/latest.json.
+bench: $(TEST_INSTALLED)
+	$(BIN)/python -m benchmarks.run
+
+## The same at small sizes, in under 4 minutes.
+bench-quick: $(TEST_INSTALLED)
+	$(BIN)/python -m benchmarks.run --quick
 
 ## Re-pin every installed package (run after changing dependencies in pyproject.toml).
 constraints:
