@@ -299,5 +299,9 @@ def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.La
     the accepted rows cleansed, and those rows with duplicates merged. Lazy on every engine."""
     tagged = tag_rejects(with_bronze_error(bronze), (MALFORMED_ROW, *table.rules))
     cleansed = table.cleanse(accepted(tagged))
-    silver = table.dedupe(cleansed).drop("_line")
-    return tagged, cleansed, silver
+    return tagged, cleansed, merged(table, cleansed)
+
+
+def merged(table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
+    """Cleansed rows with duplicates merged: the silver table."""
+    return table.dedupe(cleansed).drop("_line")

@@ -20,7 +20,7 @@ from tasks.caching import input_cache_key
 from tasks.drift import check_types
 from tasks.errors import PipelineError
 from tasks.quality import RULE_COLUMN, TableCounts, accepted, quarantined
-from tasks.silver import SilverTable, build
+from tasks.silver import SilverTable, build, merged
 from tasks.stream_bronze import KAFKA_ORDERS
 from tasks.stream_silver import COORDINATES, STREAM_ORDERS, order_lines, parse_messages, validate
 
@@ -49,13 +49,16 @@ def run_silver_table(table: SilverTable, lake_: lake.Lake, fingerprint: str) -> 
     bronze_uri, version = versioned(fingerprint)
     bronze = pl.read_delta(bronze_uri, version=version)
     check_types(table.name, nw.from_native(bronze.lazy()), rows=bronze.height)
-    tagged, _, silver = build(table, nw.from_native(bronze.lazy()))
+    tagged, _, _ = build(table, nw.from_native(bronze.lazy()))
     tagged_frame = tagged.collect().to_native()
-    rejected = quarantined(nw.from_native(tagged_frame.lazy())).collect().to_native()
-    silver_frame = silver.collect().to_native()
+    del bronze  # tagged holds every bronze row; keep one copy in memory
+    tagged_rows = nw.from_native(tagged_frame.lazy())
+    rejected = quarantined(tagged_rows).collect().to_native()
+    # Cleanse from the collected frame, so the rules are not evaluated a second time from bronze.
+    silver_frame = merged(table, table.cleanse(accepted(tagged_rows))).collect().to_native()
     counts = TableCounts(
         table=table.name,
-        rows_in=bronze.height,
+        rows_in=tagged_frame.height,
         rows_out=silver_frame.height,
         quarantined=rejected.height,
         merged_duplicates=tagged_frame.height - rejected.height - silver_frame.height,
