@@ -1,0 +1,264 @@
+"""The gold dbt project on Spark SQL (dbt-spark, session method, local PySpark + Delta) equals
+the gold the DuckDB target builds, row for row.
+
+One small generated dataset goes through the local engine (bronze, silver, and a few streamed
+order lines in silver/stream_orders). ``dbt build --target local`` writes <lake>/gold.duckdb;
+the same silver Delta tables are then registered in the test SparkSession's catalog as
+``gold.silver_<table>`` (what the sources resolve to on non-DuckDB targets) and
+``dbt build --target spark`` runs in this process, so dbt-spark's session method picks up the
+fixture's SparkSession (Delta extension and catalog included). Both builds run every model and
+every data test. The three gold tables are compared exactly: same columns and types, same rows
+(floats bit for bit, dates as dates, md5 surrogate keys as text, ``_ingested_at`` as UTC
+instants). Then the incremental path: a rebuild with no new silver rows changes nothing (a
+Delta MERGE that touches no row), and new streamed lines land the same on both engines.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from dbt.cli.main import dbtRunner, dbtRunnerResult
+from polars.testing import assert_frame_equal
+
+from tasks.bronze import fingerprint_csv, ingest_csv
+from tasks.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
+from tasks.lake import Lake
+from tasks.silver import SILVER_TABLES
+from tasks.silver_local import bronze_fingerprint, run_silver_table
+from tasks.sources import SOURCES
+from tasks.stream_silver import STREAM_ORDERS, STREAM_ORDERS_SCHEMA, ensure_stream_orders
+
+pytestmark = pytest.mark.spark
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
+SPARK_SCHEMA = "gold"  # the spark target's schema (profiles.yml)
+STREAM_LOAD = datetime(2025, 11, 20, 8, 0, tzinfo=timezone.utc)
+LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
+
+
+# --- building both golds ---------------------------------------------------------------------
+
+def build_silver(sources: Path, lake: Lake) -> None:
+    """The local engine's bronze and silver, as plain functions."""
+    for source in SOURCES:
+        path = source.path(sources)
+        ingest_csv(path, source, lake.uri("bronze", source.table), fingerprint_csv(path, source))
+    for table in SILVER_TABLES:
+        run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
+    ensure_stream_orders(lake)
+
+
+def stream_line(order: str, product: str, customer: int, quantity: int, price: float, event: str,
+                ingested_at: datetime, order_date: date = date(2025, 11, 19)) -> dict:
+    return {
+        "sls_ord_num": order, "sls_prd_key": product, "sls_cust_id": customer,
+        "sls_order_dt": order_date, "sls_ship_dt": order_date + timedelta(days=7),
+        "sls_due_dt": order_date + timedelta(days=12),
+        "sls_sales": quantity * price, "sls_quantity": quantity, "sls_price": price,
+        "event_id": event, "event_time": ingested_at - timedelta(minutes=5), "_ingested_at": ingested_at,
+    }
+
+
+def append_stream(lake: Lake, lines: list[dict]) -> None:
+    pl.DataFrame(lines, schema=STREAM_ORDERS_SCHEMA).write_delta(lake.uri("silver", STREAM_ORDERS), mode="append")
+
+
+def first_stream_lines(lake: Lake) -> list[dict]:
+    """New orders on real products and customers, two events for one line (the later wins), and
+    a streamed copy of a CRM line (the CRM wins)."""
+    crm = pl.read_delta(lake.uri("silver", "crm_sales_details")).drop_nulls("sls_order_dt").sort("sls_ord_num", "sls_prd_key")
+    products = pl.read_delta(lake.uri("silver", "crm_prd_info")).filter(pl.col("prd_end_dt").is_null())["prd_key"].sort()
+    customers = pl.read_delta(lake.uri("silver", "crm_cust_info"))["cst_id"].sort()
+    copied = crm.row(0, named=True)
+    return [
+        stream_line("ST-1", products[0], customers[0], 2, 12.5, "e-1", STREAM_LOAD),
+        stream_line("ST-1", products[1], customers[0], 1, 3.25, "e-2", STREAM_LOAD),
+        stream_line("ST-2", products[2], customers[1], 1, 99.99, "e-3", STREAM_LOAD),
+        stream_line("ST-2", products[2], customers[1], 3, 99.99, "e-4", STREAM_LOAD + timedelta(seconds=1)),
+        stream_line(copied["sls_ord_num"], copied["sls_prd_key"], copied["sls_cust_id"], 9, 1.0, "e-5", STREAM_LOAD),
+    ]
+
+
+def dbt(work: Path, target: str, command: str = "build") -> dbtRunnerResult:
+    try:
+        return dbtRunner().invoke([
+            command,
+            "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target", target,
+            "--target-path", str(work / f"dbt_target_{target}"),
+            "--log-path", str(work / f"dbt_logs_{target}"),
+        ])
+    finally:
+        release_duckdb_file()
+
+
+def assert_build_passed(result: dbtRunnerResult) -> dict[str, str]:
+    """Every node ran and passed; returns node -> status."""
+    assert result.exception is None, result.exception
+    statuses = {r.node.unique_id: str(r.status) for r in result.result.results}
+    failed = {node: status for node, status in statuses.items() if status not in ("pass", "success")}
+    assert result.success, failed
+    assert not failed
+    return statuses
+
+
+def register_silver(spark, lake: Lake) -> None:
+    """The silver Delta tables as <spark schema>.silver_<table>, where the spark target's sources look."""
+    spark.sql(f"drop database if exists {SPARK_SCHEMA} cascade")
+    spark.sql(f"create database {SPARK_SCHEMA}")
+    for name in [*(table.name for table in SILVER_TABLES), STREAM_ORDERS]:
+        spark.sql(f"create table {SPARK_SCHEMA}.silver_{name} using delta location '{lake.uri('silver', name)}'")
+
+
+# --- reading and comparing -------------------------------------------------------------------
+
+def comparable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps as UTC instants, rows sorted by every column."""
+    frame = frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone
+    )
+    return frame.sort(frame.columns, nulls_last=True)
+
+
+def duckdb_gold(lake: Lake, table: str) -> pl.DataFrame:
+    with duckdb.connect(lake.gold_path, read_only=True) as connection:
+        return comparable(connection.sql(f"select * from {GOLD_SCHEMA}.{table}").pl())
+
+
+def spark_gold(spark, table: str) -> pl.DataFrame:
+    return comparable(pl.from_arrow(spark.table(f"{SPARK_SCHEMA}.{table}").toArrow()))
+
+
+def assert_same_gold(spark, lake: Lake) -> dict[str, int]:
+    rows = {}
+    for table in GOLD_TABLES:
+        local, on_spark = duckdb_gold(lake, table), spark_gold(spark, table)
+        assert on_spark.schema == local.schema, f"{table}: {on_spark.schema} != {local.schema}"
+        try:
+            assert_frame_equal(on_spark, local, check_exact=True)
+        except AssertionError as error:
+            raise AssertionError(f"gold/{table}: {error}") from None
+        rows[table] = local.height
+    return rows
+
+
+def fact_history(spark) -> list[dict]:
+    """The Delta commits of the incremental fact, latest first."""
+    return [row.asDict() for row in spark.sql(f"describe history {SPARK_SCHEMA}.fact_orders").collect()]
+
+
+MERGE_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted")
+
+
+def merged_nothing(commit: dict) -> bool:
+    return commit["operation"] == "MERGE" and all(commit["operationMetrics"].get(k) == "0" for k in MERGE_METRICS)
+
+
+def compiled_code(result: dbtRunnerResult, model: str) -> str:
+    return next(r.node.compiled_code for r in result.result.results if r.node.unique_id == f"model.dbt_gold.{model}")
+
+
+# --- the check -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def golds(spark, tmp_path_factory):
+    """(work dir, lake, statuses per target) after the first build on both targets."""
+    from datasets.generate import generate_datasets
+
+    work = tmp_path_factory.mktemp("gold-on-spark")
+    generate_datasets(work / "sources", scale=0.05, seed=3)
+    lake = Lake(str(work / "lake"))
+    build_silver(work / "sources", lake)
+    append_stream(lake, first_stream_lines(lake))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOGISTICS_LAKE", lake.root)
+        patch.setenv("DO_NOT_TRACK", "1")
+        started = time.perf_counter()
+        local = assert_build_passed(dbt(work, "local"))
+        local_seconds = time.perf_counter() - started
+        register_silver(spark, lake)
+        started = time.perf_counter()
+        on_spark = assert_build_passed(dbt(work, "spark"))
+        print(f"\ndbt build: duckdb {local_seconds:.1f}s, spark {time.perf_counter() - started:.1f}s")
+        yield work, lake, {"local": local, "spark": on_spark}
+
+
+def test_dbt_spark_ran_in_the_fixture_session(spark, golds):
+    """dbt-spark's session method used this SparkSession: its tables are in this session's
+    catalog, and the incremental fact is a Delta table (the Delta extension was active)."""
+    from pyspark.sql import SparkSession
+
+    assert SparkSession.getActiveSession() is spark
+    for table in GOLD_TABLES:
+        assert spark.catalog.tableExists(f"{SPARK_SCHEMA}.{table}")
+    assert spark.sql(f"describe detail {SPARK_SCHEMA}.fact_orders").first()["format"] == "delta"
+
+
+def test_same_models_and_data_tests_pass_on_both_targets(golds):
+    _, _, statuses = golds
+    assert statuses["spark"] == statuses["local"]
+    kinds = {node.split(".")[0] for node in statuses["spark"]}
+    assert kinds == {"model", "test", "operation"}  # operation: the on-run-start hook
+    assert sum(node.startswith("test.") for node in statuses["spark"]) >= 20
+    assert {node for node in statuses["spark"] if node.startswith("model.")} == {f"model.dbt_gold.{t}" for t in GOLD_TABLES}
+
+
+def test_gold_tables_are_equal(spark, golds):
+    _, lake, _ = golds
+    rows = assert_same_gold(spark, lake)
+    assert all(rows.values()), rows
+    fact = spark_gold(spark, "fact_orders")
+    assert set(fact["source"]) == {"crm", "stream"}
+    # the later of two events for the same line, and the CRM over its streamed copy
+    assert fact.filter(pl.col("order_number") == "ST-2")["quantity"].to_list() == [3]
+    assert fact.filter(pl.col("source") == "stream")["order_number"].to_list() == ["ST-1", "ST-1", "ST-2"]
+
+
+def test_incremental_runs_match(spark, golds):
+    """A rebuild with nothing new changes nothing; new streamed lines land the same on both."""
+    work, lake, _ = golds
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOGISTICS_LAKE", lake.root)
+        patch.setenv("DO_NOT_TRACK", "1")
+
+        before = {table: spark_gold(spark, table) for table in GOLD_TABLES}
+        history = fact_history(spark)
+        rebuild = dbt(work, "spark")
+        assert_build_passed(rebuild)
+        assert "_ingested_at > (" in compiled_code(rebuild, "fact_orders")  # is_incremental() was true
+        for table in GOLD_TABLES:
+            assert_frame_equal(spark_gold(spark, table), before[table], check_exact=True)
+        # the MERGE of an empty batch touches no row (if Delta commits it at all)
+        new_commits = fact_history(spark)[: len(fact_history(spark)) - len(history)]
+        assert all(merged_nothing(commit) for commit in new_commits), new_commits
+        print(f"\nno-op rebuild: {len(new_commits)} new fact_orders commit(s)")
+
+        crm_line = duckdb_gold(lake, "fact_orders").filter(pl.col("source") == "crm").row(0, named=True)
+        crm = (pl.read_delta(lake.uri("silver", "crm_sales_details"))
+               .filter(pl.col("sls_ord_num") == crm_line["order_number"]).row(0, named=True))
+        replaced = first_stream_lines(lake)[0]
+        append_stream(lake, [
+            stream_line("ST-3", crm["sls_prd_key"], crm["sls_cust_id"], 4, 2.5, "e-6", LATER_LOAD),
+            # a later copy of a streamed line replaces it
+            stream_line("ST-1", replaced["sls_prd_key"], replaced["sls_cust_id"], 5, 12.5, "e-7", LATER_LOAD),
+            stream_line(crm["sls_ord_num"], crm["sls_prd_key"], crm["sls_cust_id"], 7, 1.0, "e-8", LATER_LOAD),  # CRM still wins
+        ])
+        history = fact_history(spark)
+        assert_build_passed(dbt(work, "local"))
+        assert_build_passed(dbt(work, "spark"))
+        merge = fact_history(spark)[0]
+        assert len(fact_history(spark)) == len(history) + 1 and merge["operation"] == "MERGE"
+        assert {k: merge["operationMetrics"][k] for k in MERGE_METRICS} == {
+            "numTargetRowsInserted": "1", "numTargetRowsUpdated": "1", "numTargetRowsDeleted": "0"}
+        rows = assert_same_gold(spark, lake)
+        assert rows["fact_orders"] == before["fact_orders"].height + 1
+        fact = spark_gold(spark, "fact_orders")
+        assert fact.filter((pl.col("order_number") == "ST-1") & (pl.col("quantity") == 5)).height == 1
