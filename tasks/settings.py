@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         description="HOST:PORT[,HOST:PORT]; unset means the local landing-folder transport.",
     )
     kafka_topic: str = Field("orders", description="Topic the orders stream uses.")
-    stream_batch_messages: int = Field(100_000, ge=1, description="Messages per bronze stream batch (one Delta commit each).")
+    stream_batch_messages: int = Field(100_000, ge=1, le=1_000_000, description="Messages per bronze stream batch (one Delta commit each).")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_username: str | None = None
