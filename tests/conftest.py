@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,14 @@ def generated_sources(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sources")
     generate_datasets(out, scale=0.2, seed=7)
     return out
+
+
+@pytest.fixture
+def sources(tmp_path, generated_sources) -> Path:
+    """A copy of the generated export that a test may damage."""
+    copy = tmp_path / "sources"
+    shutil.copytree(generated_sources, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")

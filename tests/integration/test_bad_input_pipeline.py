@@ -3,10 +3,6 @@ counts reconciling, exit 0); file problems are refused (exit 1, one line naming 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -17,24 +13,10 @@ from tasks.silver import SILVER_TABLES
 from tasks.silver_local import recorded_counts
 from tasks.sources import BRONZE_ERROR
 
+from tests.cli_runner import run_cli
+
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-CLI = [sys.executable, "-m", "flows.cli"]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    from prefect.settings import PREFECT_API_URL
-
-    env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-
-
-@pytest.fixture
-def sources(tmp_path, generated_sources) -> Path:
-    copy = tmp_path / "sources"
-    shutil.copytree(generated_sources, copy)
-    return copy
 
 
 def edit_lines(path: Path, edits: dict[int, bytes]) -> None:

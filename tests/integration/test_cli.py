@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import run_cli
+
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-CLI = [sys.executable, "-m", "flows.cli"]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    from prefect.settings import PREFECT_API_URL
-
-    env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-
-
-@pytest.fixture
-def sources(tmp_path, generated_sources) -> Path:
-    copy = tmp_path / "sources"
-    shutil.copytree(generated_sources, copy)
-    return copy
 
 
 def test_help_explains_the_commands():
