@@ -65,7 +65,7 @@ def logistics_pipeline(
             "gold": Lake(settings.lake).gold_path,
         }
         get_run_logger().info(
-            "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d new rows; silver %(silver_rows)d rows "
+            "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d rows; silver %(silver_rows)d rows "
             "(%(quarantined_rows)d quarantined, %(merged_duplicates)d merged); gold %(gold_rows)s at %(gold)s",
             summary,
         )
