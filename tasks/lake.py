@@ -55,10 +55,6 @@ def row_count(uri: str) -> int:
     return DeltaTable(uri).count() if table_exists(uri) else 0
 
 
-def scan(uri: str) -> pl.LazyFrame:
-    return pl.scan_delta(uri)
-
-
 def overwrite(uri: str, data: pl.DataFrame, *, input_fingerprint: str, metadata: dict[str, Any] | None = None) -> None:
     """Replace the table's content in one Delta commit (readers never see a partial table)."""
     custom = {INPUT_KEY: input_fingerprint, **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()}}
