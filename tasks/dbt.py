@@ -36,12 +36,9 @@ def dbt_runner(settings: Settings) -> PrefectDbtRunner:
     )
 
 
-def dbt_build(settings: Settings, select: list[str] | None = None) -> None:
+def dbt_build(settings: Settings) -> None:
     """`dbt build` (models, then their tests); raises naming each failed model or test."""
-    args = ["build", "--target", settings.dbt_target]
-    if select:
-        args += ["--select", *select]
-    invoke(settings, args, raise_on_failure=True)
+    invoke(settings, ["build", "--target", settings.dbt_target], raise_on_failure=True)
 
 
 def stream_freshness(settings: Settings) -> dict[str, object]:

@@ -26,6 +26,7 @@ from tasks.errors import PipelineError
 
 KAFKA_ORDERS = "kafka_orders"
 OFFSETS_KEY = "logistics.offsets"
+OFFSET_KEY = "_offset_key"  # per-row app id (which partition or file a row came from); not written
 SCHEMA = {
     "value": pl.String,
     "key": pl.String,
@@ -61,17 +62,17 @@ def recorded_offset(table_uri: str, app_id: str) -> int | None:
     return DeltaTable(table_uri).transaction_version(app_id)
 
 
-def write_batch(table_uri: str, batch: Batch, source_column: str = "_offset_key") -> int:
+def write_batch(table_uri: str, batch: Batch) -> int:
     """Append the rows not yet in the table, with their end offsets, in one commit; returns rows written."""
     rows = batch.rows
     if lake.table_exists(table_uri):
         table = DeltaTable(table_uri)
         already = {app_id: table.transaction_version(app_id) for app_id in batch.next_offsets}
         bounds = pl.DataFrame(
-            {source_column: list(already), "_done": [v if v is not None else -1 for v in already.values()]},
-            schema={source_column: pl.String, "_done": pl.Int64},
+            {OFFSET_KEY: list(already), "_done": [v if v is not None else -1 for v in already.values()]},
+            schema={OFFSET_KEY: pl.String, "_done": pl.Int64},
         )
-        rows = rows.join(bounds, on=source_column, how="left").filter(
+        rows = rows.join(bounds, on=OFFSET_KEY, how="left").filter(
             pl.col("_done").is_null() | (pl.col("offset") >= pl.col("_done"))
         ).drop("_done")
         pending = {a: v for a, v in batch.next_offsets.items() if already[a] is None or v > already[a]}
@@ -81,7 +82,7 @@ def write_batch(table_uri: str, batch: Batch, source_column: str = "_offset_key"
         return 0
     write_deltalake(
         table_uri,
-        rows.drop(source_column).select(list(SCHEMA)),
+        rows.drop(OFFSET_KEY).select(list(SCHEMA)),
         mode="append",
         commit_properties=CommitProperties(
             app_transactions=[Transaction(app_id=a, version=v) for a, v in pending.items()],
@@ -103,9 +104,9 @@ def _frame(values: list, keys: list, partitions: list, offsets: list, timestamps
             "_ingested_at": [now] * len(values),
             "_source": sources,
             "_batch_id": [batch_id] * len(values),
-            "_offset_key": app_ids,
+            OFFSET_KEY: app_ids,
         },
-        schema={**SCHEMA, "_offset_key": pl.String},
+        schema={**SCHEMA, OFFSET_KEY: pl.String},
     )
 
 
