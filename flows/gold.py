@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks.assets import link_dbt_sources
 from tasks.dbt import dbt_build, gold_row_counts, stream_freshness
+from tasks.gold_state import gold_inputs, gold_is_current, record_gold_build
 from tasks.lake import Lake, row_count
 from tasks.lock import lake_lock
 from tasks.silver import SILVER_TABLES
@@ -28,12 +29,19 @@ def dbt_gold(lake: str | None = None, dbt_target: str | None = None) -> dict[str
     settings = load_settings(lake=lake, dbt_target=dbt_target)
     logger = get_run_logger()
     with lake_lock(settings.lake):  # gold.duckdb has one writer; silver must not change under dbt
-        if settings.dbt_target == "local":  # lineage: silver Delta table -> dbt source -> gold model
-            link_dbt_sources(settings.lake, [*(t.name for t in SILVER_TABLES), STREAM_ORDERS])
-        dbt_build(settings)
-        check_stream_freshness(settings)
         if settings.dbt_target != "local":
+            dbt_build(settings)
+            check_stream_freshness(settings)
             return {}
+        silver_tables = [*(t.name for t in SILVER_TABLES), STREAM_ORDERS]
+        inputs = gold_inputs(settings, silver_tables)
+        if gold_is_current(settings, inputs):
+            logger.info("gold is up to date: built from these silver versions and this dbt project; dbt build skipped")
+        else:
+            link_dbt_sources(settings.lake, silver_tables)  # lineage: silver Delta table -> dbt source -> gold model
+            dbt_build(settings)
+        check_stream_freshness(settings)
+        record_gold_build(settings, inputs)  # after freshness too: dbt may touch gold.duckdb
         counts = gold_row_counts(Lake(settings.lake).gold_path)
     logger.info("gold: %s", ", ".join(f"{table} {rows}" for table, rows in counts.items()))
     return counts

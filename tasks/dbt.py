@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
 from tasks.settings import DBT_PROJECT_DIR, Settings
+
+if TYPE_CHECKING:
+    from prefect_dbt import PrefectDbtRunner
 
 GOLD_SCHEMA = "main"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
@@ -23,7 +25,12 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 
 def dbt_runner(settings: Settings) -> PrefectDbtRunner:
-    """A runner whose compiled files and logs live in the lake, not in the repository."""
+    """A runner whose compiled files and logs live in the lake, not in the repository.
+
+    dbt is imported here, not at module level: it takes seconds, and a run whose gold is
+    up to date never needs it."""
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
     work_dir = Path(settings.lake) / "_dbt" if settings.is_local_lake else Path(".dbt-work")
     os.environ["DBT_LOG_PATH"] = str(work_dir / "logs")
     return PrefectDbtRunner(

@@ -78,3 +78,41 @@ def test_second_run_changes_nothing(pipeline_run, generated_sources):
     logistics_pipeline(source_dir=str(generated_sources), lake=str(lake))
     assert versions(lake) == before_versions, "a rerun with the same input wrote a new Delta version"
     assert snapshot(lake) == before
+
+
+def test_gold_rebuilds_only_when_it_or_its_inputs_changed(pipeline_run):
+    """A rerun on unchanged silver skips `dbt build` (gold.duckdb is not rewritten); a deleted
+    gold database, or a write to it after the build, is rebuilt with the same content."""
+    import duckdb
+
+    from flows.gold import dbt_gold
+
+    lake, summary = pipeline_run
+    gold = lake / "gold.duckdb"
+    built = gold.stat().st_mtime_ns
+    assert dbt_gold(lake=str(lake)) == summary["gold_rows"]
+    assert gold.stat().st_mtime_ns == built, "dbt rebuilt gold although silver and the project were unchanged"
+
+    with duckdb.connect(str(gold)) as connection:  # someone writes to gold: it is no longer what dbt built
+        connection.execute("delete from main.dim_products")
+    assert dbt_gold(lake=str(lake)) == summary["gold_rows"]
+
+    gold.unlink()
+    assert dbt_gold(lake=str(lake)) == summary["gold_rows"]
+
+
+def test_the_project_digest_follows_every_model_and_test_file(tmp_path):
+    import shutil
+
+    from tasks.gold_state import project_digest
+    from tasks.settings import DBT_PROJECT_DIR
+
+    project = tmp_path / "dbt_gold"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    before = project_digest(project)
+    assert project_digest(project) == before
+    (project / "models" / "dim_products.sql").open("a").write("\n-- changed\n")
+    changed = project_digest(project)
+    assert changed != before
+    (project / "macros" / "new_test.sql").write_text("{% test always_true(model) %} select 1 where false {% endtest %}")
+    assert project_digest(project) != changed
