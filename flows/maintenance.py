@@ -52,7 +52,15 @@ def lake_maintenance(
     compact: Annotated[bool, Field(description="Compact small files (optimize).")] = True,
     lock_timeout_seconds: Annotated[float | None, Field(ge=0, description="Wait this long for a running pipeline before skipping the overwritten tables.")] = None,
 ) -> list[dict]:
-    """Compact, vacuum and checkpoint every Delta table of the lake; returns one row per table."""
+    """Compact, vacuum and checkpoint every Delta table of the lake; returns one row per table.
+
+    Args:
+        lake: Lake folder or URI (default: LOGISTICS_LAKE or ./lake).
+        retention_hours: Keep files removed less than this many hours ago (default LOGISTICS_MAINTENANCE_RETENTION_HOURS, 168).
+        enforce_retention_duration: Refuse a retention under the table's minimum (168 h); false allows e.g. 0 in tests.
+        compact: Compact small files (optimize).
+        lock_timeout_seconds: Wait this long for a running pipeline before skipping the overwritten tables.
+    """
     overrides = {
         "retention_hours": retention_hours,
         "enforce_retention_duration": enforce_retention_duration,
