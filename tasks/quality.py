@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import narwhals as nw
 
 RULE_COLUMN = "_rule"
+STAGED = "_staged_"
+"""Prefix of helper columns computed once before the rules; quarantine drops them."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ def accepted(tagged: nw.LazyFrame) -> nw.LazyFrame:
 
 
 def quarantined(tagged: nw.LazyFrame) -> nw.LazyFrame:
-    return tagged.filter(~nw.col(RULE_COLUMN).is_null())
+    """The rejected rows as received, with the rule that rejected them."""
+    helpers = [name for name in tagged.collect_schema().names() if name.startswith(STAGED)]
+    return tagged.filter(~nw.col(RULE_COLUMN).is_null()).drop(helpers)
 
 
 @dataclass(frozen=True)

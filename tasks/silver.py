@@ -14,7 +14,7 @@ from datetime import date
 
 import narwhals as nw
 
-from tasks.quality import Rule, accepted, tag_rejects
+from tasks.quality import STAGED, Rule, accepted, tag_rejects
 from tasks.sources import BRONZE_ERROR
 
 NA = "n/a"
@@ -104,6 +104,8 @@ class SilverTable:
     cleanse: Callable[[nw.LazyFrame], nw.LazyFrame]
     merge_key: tuple[str, ...]
     merge_order: tuple[str, ...] = ("_line",)
+    stage: Callable[[nw.LazyFrame], nw.LazyFrame] | None = None
+    """Adds ``STAGED`` helper columns the rules and the cleanse share; quarantine drops them."""
 
     def dedupe(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         """Keep the last row per merge key in ``merge_order`` (later rows win)."""
@@ -148,21 +150,31 @@ def crm_products(frame: nw.LazyFrame) -> nw.LazyFrame:
     )
 
 
-def _sales_amounts() -> tuple[nw.Expr, nw.Expr]:
-    """Sales and price as the reference rules repair them (see README: silver rules)."""
-    quantity = to_int("sls_quantity")
-    sales_in = to_float("sls_sales")
-    price_in = to_float("sls_price")
+def staged(name: str) -> nw.Expr:
+    return nw.col(STAGED + name)
+
+
+def stage_sales(frame: nw.LazyFrame) -> nw.LazyFrame:
+    """Quantity, sales and price parsed once, and sales and price repaired as the reference
+    rules do (see README: silver rules). The rules and the cleanse read these columns: written
+    inline, each repaired amount nests the parsing several times over, and the engines do not
+    share those repeats (it was 99% of the table's tagging time)."""
+    typed = frame.with_columns(
+        to_int("sls_quantity").alias(STAGED + "quantity"),
+        to_float("sls_sales").alias(STAGED + "sales_in"),
+        to_float("sls_price").alias(STAGED + "price_in"),
+    )
+    quantity, sales_in, price_in = staged("quantity"), staged("sales_in"), staged("price_in")
     expected = quantity * price_in.abs()
     sales_bad = sales_in.is_null() | (sales_in <= 0) | (sales_in != expected).fill_null(False)
-    sales = nw.when(sales_bad).then(expected).otherwise(sales_in)
     price_bad = price_in.is_null() | (price_in <= 0)
-    price = nw.when(price_bad).then(sales_in / quantity).otherwise(price_in)
-    return sales, price
+    return typed.with_columns(
+        nw.when(sales_bad).then(expected).otherwise(sales_in).alias(STAGED + "sales"),
+        nw.when(price_bad).then(sales_in / quantity).otherwise(price_in).alias(STAGED + "price"),
+    )
 
 
 def crm_sales(frame: nw.LazyFrame) -> nw.LazyFrame:
-    sales, price = _sales_amounts()
     return frame.select(
         text("sls_ord_num").alias("sls_ord_num"),
         text("sls_prd_key").alias("sls_prd_key"),
@@ -170,16 +182,16 @@ def crm_sales(frame: nw.LazyFrame) -> nw.LazyFrame:
         to_date("sls_order_dt", "yyyymmdd").alias("sls_order_dt"),
         to_date("sls_ship_dt", "yyyymmdd").alias("sls_ship_dt"),
         to_date("sls_due_dt", "yyyymmdd").alias("sls_due_dt"),
-        sales.alias("sls_sales"),
-        to_int("sls_quantity").alias("sls_quantity"),
-        price.alias("sls_price"),
+        staged("sales").alias("sls_sales"),
+        staged("quantity").alias("sls_quantity"),
+        staged("price").alias("sls_price"),
         nw.col("_ingested_at"),
         nw.col("_line"),
     )
 
 
 def _amount_unrecoverable() -> nw.Expr:
-    sales, price = _sales_amounts()
+    sales, price = staged("sales"), staged("price")
     return sales.is_null() | price.is_null() | (price <= 0) | (sales <= 0)
 
 
@@ -251,11 +263,12 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
             missing("sls_prd_key", "missing_product_number"),
             missing("sls_cust_id", "missing_customer_id"),
             Rule("non_numeric_customer_id", lambda: ~is_integer("sls_cust_id")),
-            Rule("invalid_quantity", lambda: ~(to_int("sls_quantity") > 0).fill_null(False)),
+            Rule("invalid_quantity", lambda: ~(staged("quantity") > 0).fill_null(False)),
             Rule("unrecoverable_price", _amount_unrecoverable),
         ),
         cleanse=crm_sales,
         merge_key=("sls_ord_num", "sls_prd_key"),
+        stage=stage_sales,
     ),
     SilverTable(
         "erp_cust_az12",
@@ -297,7 +310,8 @@ def with_bronze_error(bronze: nw.LazyFrame) -> nw.LazyFrame:
 def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame]:
     """(tagged, cleansed, silver): rows tagged with the rule they break (``malformed_row`` first),
     the accepted rows cleansed, and those rows with duplicates merged. Lazy on every engine."""
-    tagged = tag_rejects(with_bronze_error(bronze), (MALFORMED_ROW, *table.rules))
+    bronze = with_bronze_error(bronze)
+    tagged = tag_rejects(table.stage(bronze) if table.stage else bronze, (MALFORMED_ROW, *table.rules))
     cleansed = table.cleanse(accepted(tagged))
     return tagged, cleansed, merged(table, cleansed)
 
