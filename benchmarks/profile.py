@@ -101,10 +101,11 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
     for column in table.cleanse(accepted_lazy).columns:
         out.append(f"{best(lambda: table.cleanse(accepted_lazy).select(column).collect(), 1):8.2f}  {column}\n")
 
-    out.append("\n## each rule on its own (the rule's expression over bronze)\n")
+    out.append("\n## each rule on its own (the rule's expression over bronze and the table's staged columns)\n")
+    staged = table.stage(lazy) if table.stage else lazy
     for rule in table.rules:
-        out.append(f"{best(lambda: lazy.select(rule.rejects().fill_null(False).alias('x')).collect(), 1):8.2f}  {rule.name}\n")
-    out.append(f"{best(lambda: tag_rejects(lazy, table.rules).select(RULE_COLUMN).collect(), 1):8.2f}  all rules chained (tag_rejects)\n")
+        out.append(f"{best(lambda: staged.select(rule.rejects().fill_null(False).alias('x')).collect(), 1):8.2f}  {rule.name}\n")
+    out.append(f"{best(lambda: tag_rejects(staged, table.rules).select(RULE_COLUMN).collect(), 1):8.2f}  all rules chained (tag_rejects)\n")
 
     out.append("\n## one date column: the narwhals helper vs polars' own parser (same nulls for these data)\n")
     helper = lambda: lazy.select(rules.to_date("sls_order_dt", "yyyymmdd").alias("d")).collect()  # noqa: E731
