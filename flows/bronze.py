@@ -18,7 +18,7 @@ from pydantic import Field
 from tasks.assets import landing_asset, materializing, source_asset, table_asset, topic_asset
 from tasks.bronze import check_source, ingest_source
 from tasks.caching import is_stale
-from tasks.databricks import run_on_databricks
+from tasks.databricks import run_on_databricks, stream_settings
 from tasks.kafka import KafkaConnection, check_broker, client_extras, load_kafka_connection
 from tasks.lake import Lake, row_count
 from tasks.lock import lake_lock
@@ -46,7 +46,11 @@ def bronze_layer(
     """
     settings = load_settings(source_dir=source_dir, lake=lake, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
     if settings.engine == "databricks":
+        # The stream too, when Kafka is configured (the landing folder is the local engine's only).
+        stream = stream_settings(settings.databricks, load_kafka_connection(kafka_block, settings), settings.kafka_topic)
         run_on_databricks("bronze", settings.databricks)
+        if stream is not None:
+            run_on_databricks("stream", stream)
         return {}
     with lake_lock(settings.lake):
         lake_ = Lake(settings.lake)

@@ -1,4 +1,5 @@
-"""Bronze and silver as Databricks job runs: credentials, the job spec, submit, wait, cancel.
+"""Bronze, the order stream and silver as Databricks job runs: credentials, the job spec,
+submit, wait, cancel.
 
 The job spec is built from ``prefect_databricks.models.jobs`` and sent to the Jobs API 2.1
 endpoints that ``prefect_databricks.jobs`` wraps (runs/submit, run-now, runs/get, runs/cancel),
@@ -9,6 +10,9 @@ for every unset task field, and the wrappers leave retrying to the caller.
 
 Serverless is not in the models (they predate it): the task's ``environment_key`` and the
 run's ``environments`` are passed as extra fields, shaped as the API documents them.
+
+The stream's SASL credentials never enter a job spec: it names a Databricks secret scope, and
+the job reads the secrets from it on the cluster.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from prefect_databricks.models.jobs import (
 
 from tasks.databricks_settings import DatabricksSettings
 from tasks.errors import PipelineError
+from tasks.kafka import KafkaConnection
 
-LAYERS = ("bronze", "silver")
+LAYERS = ("bronze", "stream", "silver")
 TERMINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 ENVIRONMENT_KEY = "logistics"
 _TOKEN_NAMESPACE = uuid.UUID("6f1f7a52-3c1e-4d55-9a0e-8f2b1c7d4e90")
@@ -115,11 +120,55 @@ def idempotency_token(flow_run_id: str, layer: str) -> str:
     return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{flow_run_id}/{layer}"))
 
 
+def stream_settings(databricks: DatabricksSettings, connection: KafkaConnection | None, topic: str) -> DatabricksSettings | None:
+    """The Databricks settings with the stream's Kafka fields that are not set for Databricks
+    taken from the pipeline's Kafka connection and topic; None when there is no Kafka or
+    ``run_stream`` is off. The connection's user and password are not taken: the job reads
+    them from ``kafka_secret_scope`` on the cluster."""
+    bootstrap_servers = databricks.kafka_bootstrap_servers or (connection.bootstrap_servers if connection else None)
+    if not (bootstrap_servers and databricks.run_stream):
+        return None
+    stream = databricks.model_copy(update={
+        "kafka_bootstrap_servers": bootstrap_servers,
+        "kafka_topic": databricks.kafka_topic or topic,
+        "kafka_security_protocol": databricks.kafka_security_protocol or (connection.security_protocol if connection else None),
+        "kafka_sasl_mechanism": databricks.kafka_sasl_mechanism or (connection.sasl_mechanism if connection else None),
+    })
+    stream_options(stream)  # a missing secret scope stops the layer before any run starts
+    return stream
+
+
+def stream_options(settings: DatabricksSettings) -> dict[str, str]:
+    """The stream's entrypoint options; SASL names the secret scope, never a secret."""
+    if not settings.kafka_bootstrap_servers:
+        raise PipelineError("the stream on Databricks needs Kafka: set LOGISTICS_DATABRICKS_KAFKA_BOOTSTRAP_SERVERS or LOGISTICS_KAFKA_BOOTSTRAP_SERVERS")
+    protocol = settings.kafka_security_protocol or "PLAINTEXT"
+    options = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "topic": settings.kafka_topic or "orders",
+        "checkpoint": settings.stream_checkpoint,
+        "security_protocol": protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_secret_scope:
+        options["kafka_secret_scope"] = settings.kafka_secret_scope
+    elif protocol.startswith("SASL"):
+        raise PipelineError(
+            f"Kafka uses {protocol}: set LOGISTICS_DATABRICKS_KAFKA_SECRET_SCOPE to a Databricks secret scope holding "
+            "kafka-username and kafka-password (secrets are read on the cluster, never sent in the job)"
+        )
+    return options
+
+
 def entrypoint_parameters(layer: str, settings: DatabricksSettings) -> list[str]:
     """Command-line arguments of the package's Spark entrypoint for one layer."""
     parameters = [layer, "--catalog", settings.catalog, "--schema", settings.schema_name]
     if layer == "bronze":
         parameters += ["--source-path", settings.source_path]
+    if layer == "stream":
+        for name, value in stream_options(settings).items():
+            parameters += [f"--{name.replace('_', '-')}", value]
     return parameters
 
 
@@ -174,18 +223,18 @@ def build_submit_payload(layer: str, settings: DatabricksSettings, flow_run_id: 
 def build_run_now_payload(layer: str, settings: DatabricksSettings, flow_run_id: str) -> dict[str, Any]:
     """The run-now request body for the layer's pre-configured job (run_mode=job_id).
 
-    The job should define the job parameters ``catalog``, ``schema`` and ``source_path`` and pass
-    them to the entrypoint (e.g. ``{{job.parameters.catalog}}``); they are overridden here.
+    The job should define the job parameters ``catalog``, ``schema`` and ``source_path`` (the
+    stream's job: ``bootstrap_servers``, ``topic``, ``checkpoint``, ``security_protocol`` and,
+    with SASL, ``sasl_mechanism`` and ``kafka_secret_scope``) and pass them to the entrypoint
+    (e.g. ``{{job.parameters.catalog}}``); they are overridden here.
     """
     _check_layer(layer)
-    job_id = settings.bronze_job_id if layer == "bronze" else settings.silver_job_id
+    job_id = {"bronze": settings.bronze_job_id, "stream": settings.stream_job_id, "silver": settings.silver_job_id}[layer]
     if job_id is None:
         raise PipelineError(f"run_mode=job_id needs LOGISTICS_DATABRICKS_{layer.upper()}_JOB_ID")
-    run = RunNowInput(
-        job_id=job_id,
-        idempotency_token=idempotency_token(str(flow_run_id), layer),
-        job_parameters={"catalog": settings.catalog, "schema": settings.schema_name, "source_path": settings.source_path},
-    )
+    parameters = {"catalog": settings.catalog, "schema": settings.schema_name}
+    parameters |= stream_options(settings) if layer == "stream" else {"source_path": settings.source_path}
+    run = RunNowInput(job_id=job_id, idempotency_token=idempotency_token(str(flow_run_id), layer), job_parameters=parameters)
     return run.model_dump(mode="json", exclude_none=True)
 
 

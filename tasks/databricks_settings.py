@@ -1,4 +1,4 @@
-"""Settings for running bronze and silver as Databricks job runs (``engine=databricks``).
+"""Settings for running bronze, the stream and silver as Databricks job runs (``engine=databricks``).
 
 Environment variables are prefixed ``LOGISTICS_DATABRICKS_``; the credentials also read the
 names the Databricks CLI and SDK use (``DATABRICKS_HOST``, ``DATABRICKS_TOKEN``,
@@ -39,6 +39,7 @@ class DatabricksSettings(BaseSettings):
     run_mode: Literal["submit", "job_id"] = Field("submit", description="One-time runs/submit, or run-now of a pre-configured job.")
     bronze_job_id: int | None = Field(None, description="Job run for bronze when run_mode=job_id.")
     silver_job_id: int | None = Field(None, description="Job run for silver when run_mode=job_id.")
+    stream_job_id: int | None = Field(None, description="Job run for the stream when run_mode=job_id.")
     task_type: Literal["python_wheel", "spark_python"] = Field("python_wheel", description="How the package's entrypoint is started.")
     wheel_path: str = Field(
         "/Volumes/main/logistics/artifacts/logistics_pipeline-0.1.0-py3-none-any.whl",
@@ -60,6 +61,22 @@ class DatabricksSettings(BaseSettings):
     catalog: str = "main"
     schema_name: str = Field("logistics", validation_alias=AliasChoices("LOGISTICS_DATABRICKS_SCHEMA", "schema_name"))
     source_path: str = Field("/Volumes/main/logistics/landing", description="Unity Catalog volume (or cloud path) with the CSVs.")
+
+    # The order stream (layer "stream"): Kafka into bronze kafka_orders. Unset Kafka fields take
+    # the pipeline's LOGISTICS_KAFKA_* values; without bootstrap servers there is no stream run.
+    kafka_bootstrap_servers: str | None = Field(None, description="Kafka as the cluster reaches it (default: LOGISTICS_KAFKA_BOOTSTRAP_SERVERS).")
+    kafka_topic: str | None = Field(None, description="Topic of the orders (default: LOGISTICS_KAFKA_TOPIC).")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        None, description="Default: LOGISTICS_KAFKA_SECURITY_PROTOCOL."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: LOGISTICS_KAFKA_SASL_MECHANISM).")
+    kafka_secret_scope: str | None = Field(
+        None, description="Databricks secret scope with the keys kafka-username and kafka-password; read on the cluster, never sent."
+    )
+    run_stream: bool = Field(True, description="bronze-layer submits the stream too; false when a continuous job of yours ingests it.")
+    stream_checkpoint: str = Field(
+        "/Volumes/main/logistics/checkpoints/kafka_orders", description="The stream's checkpoint location (a volume or cloud path)."
+    )
 
     # Waiting and retrying.
     max_wait_seconds: float = Field(3 * 60 * 60, gt=0, description="Cancel the run after this long.")

@@ -1,6 +1,8 @@
-"""The Spark entrypoint: what a Databricks job run executes for the bronze and silver layers.
+"""The Spark entrypoint: what a Databricks job run executes for the bronze, stream and silver layers.
 
     python -m tasks.spark_job bronze --source-path /Volumes/main/raw/exports --catalog main --schema logistics
+    python -m tasks.spark_job stream --bootstrap-servers broker:9092 --topic orders \
+        --checkpoint /Volumes/main/logistics/checkpoints/kafka_orders --catalog main --schema logistics
     python -m tasks.spark_job silver --catalog main --schema logistics
 
 It runs on whatever SparkSession is active (the cluster's on Databricks; a local one in the
@@ -8,7 +10,9 @@ tests) and writes Unity Catalog Delta tables ``<catalog>.<schema>.[prefix]<layer
 or, with ``--lake PATH``, path-based Delta tables ``PATH/<layer>/<table>`` (the local
 engine's layout). Bronze reads each CSV with ``tasks.bronze``'s own reader on the driver, so
 its rows, ``_line`` and ``_bronze_error`` are the local engine's by construction; silver runs
-the same narwhals rules as ``tasks.silver_local`` on Spark DataFrames. Reruns on unchanged
+the same narwhals rules as ``tasks.silver_local`` on Spark DataFrames. The stream layer
+(``tasks.spark_stream``) appends the Kafka topic to bronze ``kafka_orders`` exactly once, and
+silver builds ``stream_orders`` from it. Reruns on unchanged
 input write nothing: each commit records its input (``userMetadata``). The last line printed
 is a JSON summary, which the Databricks run output shows. Only DataFrame APIs are used (no
 RDDs, no JVM handles), as Spark Connect (serverless, shared clusters) requires.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,7 +34,7 @@ from typing import Any, TypeVar
 import narwhals as nw
 import polars as pl
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from tasks.bronze import CsvFingerprint, SourceFileError, fingerprint_csv, read_csv_as_text
 from tasks.drift import check_types
@@ -37,115 +42,12 @@ from tasks.errors import PipelineError
 from tasks.quality import RULE_COLUMN, TableCounts, quarantined
 from tasks.silver import SILVER_TABLES, SilverTable, build
 from tasks.sources import SOURCES, SourceFile
+from tasks.spark_stream import SECRET_KEYS, KafkaSource, run_stream, run_stream_orders, scope_secrets
+from tasks.spark_tables import INPUT_KEY, Lakehouse, Target
 
-INPUT_KEY = "logistics.input"  # the commit-metadata key tasks.lake uses
 PARALLEL_TABLES = 4
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-# --- where tables live ----------------------------------------------------------------------
-
-def table_name(layer: str, table: str, catalog: str, schema: str, prefix: str = "") -> str:
-    """The Unity Catalog name of a layer's table: ``catalog.schema.[prefix]layer_table``."""
-    return f"{catalog}.{schema}.{prefix}{layer}_{table}"
-
-
-def _quote(name: str) -> str:
-    return ".".join(f"`{part.replace('`', '``')}`" for part in name.split("."))
-
-
-@dataclass(frozen=True)
-class Commit:
-    """A table's latest Delta commit: its version, what it recorded, and how many rows it wrote."""
-
-    version: int
-    metadata: dict[str, Any]
-    rows_written: int | None
-
-    @property
-    def input(self) -> str | None:
-        return self.metadata.get(INPUT_KEY)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One Delta table: a catalog table (``name``) or, without a metastore, a ``path``."""
-
-    name: str | None = None
-    path: str | None = None
-
-    @property
-    def sql(self) -> str:
-        return _quote(self.name) if self.name else f"delta.`{self.path}`"
-
-    def __str__(self) -> str:
-        return self.name or str(self.path)
-
-    def last_commit(self, spark: SparkSession) -> Commit | None:
-        """The latest commit (from the Delta log, no data scan), or None when there is no table.
-
-        This job replaces a table whole in one commit, so such a commit's ``numOutputRows`` is
-        the table's row count: much cheaper than counting it again. Other commits (a user's,
-        OPTIMIZE) report none, and the table is counted instead."""
-        if self.name and not spark.catalog.tableExists(self.name):
-            return None
-        try:
-            row = spark.sql(f"DESCRIBE HISTORY {self.sql} LIMIT 1").first()
-        except AnalysisException:
-            return None
-        if row is None:
-            return None
-        metadata = _json_object(row["userMetadata"])
-        written = (row["operationMetrics"] or {}).get("numOutputRows") if INPUT_KEY in metadata else None
-        return Commit(int(row["version"]), metadata, None if written is None else int(written))
-
-    def rows(self, spark: SparkSession) -> int:
-        """Rows in the table, from its last full-replace commit when recorded."""
-        commit = self.last_commit(spark)
-        if commit is not None and commit.rows_written is not None:
-            return commit.rows_written
-        return self.read(spark).count()
-
-    def read(self, spark: SparkSession, version: int | None = None) -> DataFrame:
-        return spark.sql(f"SELECT * FROM {self.sql}" + ("" if version is None else f" VERSION AS OF {version}"))
-
-    def overwrite(self, frame: DataFrame, metadata: dict[str, Any]) -> None:
-        """Replace content and schema in one Delta commit that records ``metadata``."""
-        writer = (
-            frame.write.format("delta").mode("overwrite")
-            .option("overwriteSchema", "true")
-            .option("userMetadata", json.dumps(metadata, sort_keys=True))
-        )
-        if self.name:
-            writer.saveAsTable(self.name)
-        else:
-            writer.save(self.path)
-
-
-def _json_object(text: str | None) -> dict[str, Any]:
-    """A commit's userMetadata as ours (a JSON object); anything else recorded there is ignored."""
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class Lakehouse:
-    """Unity Catalog (``catalog.schema``) or, for local runs, a folder of path-based Delta tables."""
-
-    catalog: str | None = None
-    schema: str | None = None
-    prefix: str = ""
-    lake: str | None = None
-
-    def target(self, layer: str, table: str) -> Target:
-        if self.lake:
-            return Target(path=f"{self.lake.rstrip('/')}/{layer}/{self.prefix}{table}")
-        assert self.catalog and self.schema
-        return Target(name=table_name(layer, table, self.catalog, self.schema, self.prefix))
 
 
 # --- bronze -----------------------------------------------------------------------------------
@@ -247,7 +149,8 @@ def run_silver_table(spark: SparkSession, table: SilverTable, lakehouse: Lakehou
 
 def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCounts], list[PipelineError]]:
     """Every table is attempted: one that fails (schema drift) keeps its previous tables and
-    does not stop the others, as in the local silver-layer flow."""
+    does not stop the others, as in the local silver-layer flow. Then stream_orders, which
+    needs the current products and the customers."""
     def attempt(table: SilverTable) -> TableCounts | PipelineError:
         try:
             return run_silver_table(spark, table, lakehouse)
@@ -255,7 +158,17 @@ def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCou
             return error
 
     results = in_parallel(attempt, SILVER_TABLES)
-    return [r for r in results if isinstance(r, TableCounts)], [r for r in results if isinstance(r, PipelineError)]
+    counts = [r for r in results if isinstance(r, TableCounts)]
+    failures = [r for r in results if isinstance(r, PipelineError)]
+    built = {c.table for c in counts}
+    if {"crm_prd_info", "crm_cust_info"} <= built:  # the stream's lines are checked against them
+        try:
+            stream = run_stream_orders(spark, lakehouse)
+        except PipelineError as error:
+            failures.append(error)
+        else:
+            counts += [stream] if stream is not None else []
+    return counts, failures
 
 
 def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -270,28 +183,51 @@ def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tasks.spark_job", description=__doc__.splitlines()[0])
-    parser.add_argument("layer", choices=("bronze", "silver"))
+    parser.add_argument("layer", choices=("bronze", "silver", "stream"))
     parser.add_argument("--source-path", help="folder holding source_crm/ and source_erp/ (a UC volume or cloud path); bronze only")
     parser.add_argument("--catalog", help="Unity Catalog catalog")
     parser.add_argument("--schema", help="Unity Catalog schema")
     parser.add_argument("--table-prefix", default="", help="prefix for every table name, e.g. dev_")
     parser.add_argument("--lake", help="write path-based Delta tables under PATH/<layer>/<table> instead (no metastore)")
+    stream = parser.add_argument_group("stream", "Kafka into bronze kafka_orders; the SASL user and password come from "
+                                       "LOGISTICS_KAFKA_USERNAME/LOGISTICS_KAFKA_PASSWORD or --kafka-secret-scope, never from arguments")
+    stream.add_argument("--bootstrap-servers", help="Kafka HOST:PORT[,HOST:PORT...]")
+    stream.add_argument("--topic", default="orders", help="topic of the orders (default: orders)")
+    stream.add_argument("--checkpoint", help="checkpoint location, e.g. /Volumes/main/logistics/checkpoints/kafka_orders")
+    stream.add_argument("--security-protocol", default="PLAINTEXT", choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    stream.add_argument("--sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    stream.add_argument("--kafka-secret-scope", help=f"Databricks secret scope holding the keys {' and '.join(SECRET_KEYS)}")
+    stream.add_argument("--batch-messages", type=int, default=100_000, help="at most this many messages per micro-batch (one Delta commit)")
     args = parser.parse_args(argv)
     if not args.lake and not (args.catalog and args.schema):
         parser.error("give --catalog and --schema (Unity Catalog), or --lake PATH")
     if args.layer == "bronze" and not args.source_path:
         parser.error("bronze needs --source-path")
+    if args.layer == "stream" and not (args.bootstrap_servers and args.checkpoint):
+        parser.error("stream needs --bootstrap-servers and --checkpoint")
     return args
+
+
+def kafka_source(args: argparse.Namespace) -> KafkaSource:
+    """The topic and its credentials: from the environment, or read from the secret scope on the cluster."""
+    username, password = os.environ.get("LOGISTICS_KAFKA_USERNAME"), os.environ.get("LOGISTICS_KAFKA_PASSWORD")
+    if args.kafka_secret_scope and password is None:
+        username, password = scope_secrets(args.kafka_secret_scope)
+    return KafkaSource(args.bootstrap_servers, args.topic, args.security_protocol, args.sasl_mechanism, username, password)
 
 
 def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> dict[str, Any]:
     """Run one layer and print its summary as one JSON line (shown in the Databricks run output)."""
     args = parse_args(argv)
+    source = kafka_source(args) if args.layer == "stream" else None
     spark = spark or SparkSession.builder.getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # narwhals' datetime rules need the session in UTC
     lakehouse = Lakehouse(catalog=args.catalog, schema=args.schema, prefix=args.table_prefix, lake=args.lake)
     failures: list[PipelineError] = []
     if args.layer == "bronze":
         results: list[Any] = run_bronze(spark, args.source_path, lakehouse)
+    elif source is not None:
+        results = [run_stream(spark, lakehouse, source, args.checkpoint, args.batch_messages)]
     else:
         results, failures = run_silver(spark, lakehouse)
     summary = {"layer": args.layer, "tables": [asdict(result) for result in results], "failed": [str(f) for f in failures]}
@@ -301,5 +237,16 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     return summary
 
 
+def cli() -> None:
+    """The ``logistics-spark`` console script (a Databricks python_wheel_task's entry point):
+    exit 0, or 1 with one line on stderr and no traceback, as ``logistics-pipeline`` does."""
+    try:
+        main(sys.argv[1:])
+    except Exception as error:  # noqa: BLE001 - the job's one-line reason; the run fails with it
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli()

@@ -129,8 +129,10 @@ def _event_time() -> nw.Expr:
         & (part(11, 2) <= 23) & (part(14, 2) <= 59) & (part(17, 2) <= 59)
     )
     checked = nw.when(valid.fill_null(False)).then(shaped)
-    utc = checked.str.replace(r"(\+00:00|Z)$", "").str.replace(r"^(.{19})$", "$1.0")
-    return utc.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f").dt.replace_time_zone("UTC")
+    # Anchored patterns match once, so replace_all is replace; Spark has only the former. No
+    # format: both engines read ISO text with 1-6 fraction digits (narwhals has no Spark pattern for %.f).
+    utc = checked.str.replace_all(r"(\+00:00|Z)$", "").str.replace_all(r"^(.{19})$", "$1.0")
+    return utc.str.to_datetime().dt.replace_time_zone("UTC")
 
 
 def _known(flag: str) -> nw.Expr:

@@ -5,7 +5,7 @@ Both engines run over the same sources into their own lake: the local one throug
 ``tasks.spark_job.main`` (Delta written by Spark). Every bronze, silver and quarantine table
 is read back with polars and compared exactly: same columns and types, same rows (floats bit
 for bit, dates as dates), ``_line``, ``_batch_id`` and ``_bronze_error`` included; only
-``_ingested_at`` differs by design.
+``_ingested_at`` differs by design. The stream is in ``test_spark_stream.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from polars.testing import assert_frame_equal
 
 from tasks.bronze import SourceFileError, fingerprint_csv, ingest_csv
 from tasks.errors import PipelineError
@@ -26,7 +25,10 @@ from tasks.quality import TableCounts
 from tasks.silver import SILVER_TABLES
 from tasks.silver_local import bronze_fingerprint, run_silver_table
 from tasks.sources import SOURCES
-from tasks.spark_job import main, table_name
+from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
+from tasks.spark_job import main
+from tasks.spark_tables import table_name
+from tests.fixtures.spark import assert_same
 
 pytestmark = pytest.mark.spark
 
@@ -46,6 +48,7 @@ def run_local(sources: Path, root: Path) -> dict[str, TableCounts | str]:
             results[table.name] = run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
         except PipelineError as error:
             results[table.name] = str(error)
+    ensure_stream_orders(lake)  # no stream here: an empty stream_orders, as the silver-layer flow leaves it
     return results
 
 
@@ -63,15 +66,6 @@ def comparable(frame: pl.DataFrame) -> pl.DataFrame:
 
 def lake_table(root: Path, layer: str, name: str) -> pl.DataFrame:
     return comparable(pl.read_delta(str(root / layer / name)))
-
-
-def assert_same(local: pl.DataFrame, spark: pl.DataFrame, what: str) -> None:
-    """Same columns, types and rows; floats compared exactly."""
-    assert spark.schema == local.schema, f"{what}: schemas differ"
-    try:
-        assert_frame_equal(spark, local, check_exact=True)
-    except AssertionError as error:
-        raise AssertionError(f"{what}: {error}") from None
 
 
 def versions(root: Path) -> dict[str, int]:
@@ -115,6 +109,9 @@ def test_silver_and_quarantine_tables_match(lakes):
     for table in SILVER_TABLES:
         for layer in ("silver", "quarantine"):
             assert_same(lake_table(local_root, layer, table.name), lake_table(spark_root, layer, table.name), f"{layer}/{table.name}")
+    stream_orders = lake_table(spark_root, "silver", STREAM_ORDERS)  # no kafka_orders: empty, for gold to read
+    assert_same(lake_table(local_root, "silver", STREAM_ORDERS), stream_orders, f"silver/{STREAM_ORDERS}")
+    assert stream_orders.is_empty()
 
 
 def test_counts_match_and_reconcile(lakes):

@@ -22,6 +22,7 @@ from tasks.databricks import (
     idempotency_token,
     require_credentials,
     run_layer_on_databricks,
+    stream_settings,
 )
 from tasks.databricks_settings import DatabricksSettings
 from tasks.errors import PipelineError
@@ -423,3 +424,91 @@ def test_a_block_that_cannot_be_loaded_is_one_line(monkeypatch):
     with pytest.raises(PipelineError, match="cannot load the DatabricksCredentials block 'nope'") as raised:
         require_credentials(DatabricksSettings(credentials_block="nope"))
     assert "\n" not in str(raised.value)
+
+
+# --- the order stream ----------------------------------------------------------------------------
+
+KAFKA = "pkc-12345.eu-west-1.aws.confluent.cloud:9092"
+KAFKA_PASSWORD = "kafka-s3cret-PASSWORD"
+KAFKA_USERNAME = "KAFKAAPIKEY123"
+
+
+def sasl_connection():
+    from pydantic import SecretStr
+
+    from tasks.kafka import KafkaConnection
+
+    return KafkaConnection(
+        bootstrap_servers=KAFKA, security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
+        username=SecretStr(KAFKA_USERNAME), password=SecretStr(KAFKA_PASSWORD),
+    )
+
+
+def test_stream_task_runs_the_entrypoint_with_the_secret_scope_not_the_secret():
+    settings = stream_settings(make_settings(kafka_secret_scope="kafka"), sasl_connection(), "orders")
+    payload = build_submit_payload("stream", settings, FLOW_RUN)
+    [task] = payload["tasks"]
+    assert task["task_key"] == "stream" and payload["run_name"].startswith("logistics-pipeline stream")
+    assert task["python_wheel_task"]["parameters"] == [
+        "stream", "--catalog", "main", "--schema", "logistics",
+        "--bootstrap-servers", KAFKA, "--topic", "orders",
+        "--checkpoint", "/Volumes/main/logistics/checkpoints/kafka_orders",
+        "--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN", "--kafka-secret-scope", "kafka",
+    ]
+    assert payload["idempotency_token"] == idempotency_token(FLOW_RUN, "stream") != idempotency_token(FLOW_RUN, "bronze")
+    sent = json.dumps(payload)
+    assert KAFKA_PASSWORD not in sent and KAFKA_USERNAME not in sent
+
+
+def test_stream_settings_for_databricks_win_over_the_pipelines():
+    databricks = make_settings(
+        kafka_bootstrap_servers="10.0.0.5:9092", kafka_topic="orders-prod", kafka_security_protocol="PLAINTEXT",
+        stream_checkpoint="abfss://lake@acct.dfs.core.windows.net/checkpoints/orders",
+    )
+    settings = stream_settings(databricks, sasl_connection(), "orders")
+    params = build_submit_payload("stream", settings, FLOW_RUN)["tasks"][0]["python_wheel_task"]["parameters"]
+    assert params[5:] == [
+        "--bootstrap-servers", "10.0.0.5:9092", "--topic", "orders-prod",
+        "--checkpoint", "abfss://lake@acct.dfs.core.windows.net/checkpoints/orders", "--security-protocol", "PLAINTEXT",
+        "--sasl-mechanism", "PLAIN",
+    ]
+
+
+def test_no_kafka_no_stream_run():
+    assert stream_settings(make_settings(), None, "orders") is None
+    assert stream_settings(make_settings(kafka_bootstrap_servers=KAFKA, run_stream=False), None, "orders") is None
+
+
+def test_sasl_without_a_secret_scope_is_refused_before_any_run():
+    with pytest.raises(PipelineError, match="LOGISTICS_DATABRICKS_KAFKA_SECRET_SCOPE") as raised:
+        stream_settings(make_settings(), sasl_connection(), "orders")
+    assert KAFKA_PASSWORD not in str(raised.value)
+
+
+def test_stream_job_id_mode_passes_the_stream_parameters():
+    settings = stream_settings(make_settings(run_mode="job_id", stream_job_id=JOB_ID, kafka_secret_scope="kafka"), sasl_connection(), "orders")
+    with respx.mock(assert_all_called=True) as api:
+        run_now = api.post(f"{API}/run-now").mock(return_value=ok({"run_id": RUN_ID, "number_in_job": 3}))
+        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("TERMINATED", "SUCCESS")))
+        run_layer_on_databricks.fn("stream", settings, FLOW_RUN)
+    assert body(run_now.calls[0]) == {
+        "job_id": JOB_ID,
+        "idempotency_token": idempotency_token(FLOW_RUN, "stream"),
+        "job_parameters": {
+            "catalog": "main", "schema": "logistics", "bootstrap_servers": KAFKA, "topic": "orders",
+            "checkpoint": "/Volumes/main/logistics/checkpoints/kafka_orders", "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "PLAIN", "kafka_secret_scope": "kafka",
+        },
+    }
+    with pytest.raises(PipelineError, match="LOGISTICS_DATABRICKS_STREAM_JOB_ID"):
+        build_run_now_payload("stream", make_settings(run_mode="job_id", kafka_bootstrap_servers=KAFKA), FLOW_RUN)
+
+
+def test_stream_run_submits_and_waits_like_the_other_layers():
+    settings = stream_settings(make_settings(kafka_bootstrap_servers=KAFKA), None, "orders")
+    with respx.mock(assert_all_called=True) as api:
+        submit = api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
+        api.get(f"{API}/runs/get").mock(side_effect=[ok(run_json("RUNNING")), ok(run_json("TERMINATED", "SUCCESS"))])
+        result = run_layer_on_databricks.fn("stream", settings, FLOW_RUN)
+    assert result["result_state"] == "SUCCESS"
+    assert body(submit.calls[0])["tasks"][0]["python_wheel_task"]["parameters"][:2] == ["stream", "--catalog"]
