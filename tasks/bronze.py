@@ -18,14 +18,25 @@ Where the line runs between a bad file and a bad row:
   lands with its physical line number in ``_line`` and the reason in ``_bronze_error``
   (null for good rows); silver quarantines it under the rule ``malformed_row``.
 
-Reading has two paths. The fast one is polars' CSV reader; its result is used when the
-counts from the pass over the bytes prove that polars read every line as a record with
-exactly the header's fields (the commas in the file add up: header + (fields - 1) per row +
-commas inside quoted values; so do the line feeds). Otherwise the robust path reads the
-file line by line (well-formed lines in bulk with polars, the others with ``parse_record``),
-so that one bad line costs one row, not the file. Both give the same rows for a file both
-can read, and ``_line`` is the physical line a row starts on (1 = the header) also after
-quoted fields that span lines.
+Memory does not grow with the file: after the check, the file is read in record-aligned
+chunks of about ``READ_CHUNK_BYTES`` (``record_chunks``), each parsed on its own and streamed
+as Arrow batches into ``write_deltalake``, which writes them (in files of at most about
+``lake.TARGET_FILE_BYTES``) in the one commit. A chunk ends at a line feed that no record
+spans: the first one past the size at which the chunk's quotes are balanced, moved to the end
+of a record when the robust reader below would join lines across it (``_Body.cut``). Later
+chunks repeat the header line, and ``_line`` runs on across chunks, so the rows, ``_line`` and
+``_bronze_error`` are those of reading the whole file at once (``tests/unit/test_bronze_chunks``).
+delta-rs may store the rows of several chunks out of file order: ``_line`` gives the order.
+
+Each chunk is read on one of two paths. The fast one is polars' CSV reader; its result is
+used when the chunk's byte counts prove that polars read every line as a record with exactly
+the header's fields (the commas add up: header + (fields - 1) per row + commas inside quoted
+values; so do the line feeds; the quotes pair up and every CR ends a line; rows with a quote
+inside a value are checked with ``parse_record``, as polars takes ``a"b"c`` for text).
+Otherwise the robust path reads the chunk line by line (well-formed lines in bulk with polars,
+the others with ``parse_record``), so that one bad line costs one row, not the file. Both give
+the same rows for a chunk both can read, and ``_line`` is the physical line a row starts on
+(1 = the header) also after quoted fields that span lines.
 """
 
 from __future__ import annotations
@@ -34,12 +45,15 @@ import codecs
 import csv
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from prefect import task
 
 from tasks import lake
@@ -49,6 +63,11 @@ from tasks.sources import BRONZE_ERROR as ERROR_COLUMN
 from tasks.sources import SourceFile
 
 CHUNK_BYTES = 1 << 20
+"""Block size of the checking pass."""
+READ_CHUNK_BYTES = 8 << 20
+"""Bronze parses and writes a file in record-aligned chunks of about this size: memory stays bounded."""
+_READ_AHEAD = 64 << 10
+"""Bytes read past what the search for a cut needs (the start of the next chunk)."""
 NUL = b"\x00"
 METADATA_COLUMNS = ("_line", "_ingested_at", "_source", "_batch_id")
 RESERVED_COLUMNS = frozenset((*METADATA_COLUMNS, ERROR_COLUMN, "_rule"))
@@ -208,23 +227,42 @@ def _check_header(path: Path, header: tuple[str, ...], source: SourceFile) -> No
 # --- reading -----------------------------------------------------------------------------
 
 def read_csv_as_text(path: Path, fingerprint: CsvFingerprint, source_name: str) -> pl.DataFrame:
+    """The whole file as one frame (``read_csv_chunks`` concatenated), for callers that want it whole."""
+    return pl.concat(read_csv_chunks(path, fingerprint, source_name))
+
+
+def read_csv_chunks(path: Path, fingerprint: CsvFingerprint, source_name: str) -> Iterator[pl.DataFrame]:
     """Every column as text, the line each row starts on, what is wrong with it (if anything),
-    and the load metadata."""
-    rows = _read_fast(path, fingerprint)
-    if rows is None:
-        rows = read_rows_robust(path, fingerprint)
-    return rows.with_columns(
+    and the load metadata: one frame per record-aligned chunk, so memory does not grow with the file."""
+    metadata = (
         pl.lit(datetime.now(timezone.utc)).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
         pl.lit(source_name).alias("_source"),
         pl.lit(fingerprint.batch_id).alias("_batch_id"),
-    ).select(*fingerprint.header, *METADATA_COLUMNS, ERROR_COLUMN)
+    )
+    for data, first_line in record_chunks(path, len(fingerprint.header)):
+        commas, newlines, has_control = _byte_counts(data)
+        counted = replace(
+            fingerprint, size_bytes=len(data), commas=commas, newlines=newlines, has_quotes=b'"' in data,
+            has_control=has_control, ends_with_newline=data.endswith(b"\n"),
+        )
+        rows = _read_fast(data, counted)
+        if rows is None:
+            rows = read_rows_robust(data, counted)
+        if first_line != 2:
+            rows = rows.with_columns(pl.col("_line") + (first_line - 2))
+        yield rows.with_columns(*metadata).select(*fingerprint.header, *METADATA_COLUMNS, ERROR_COLUMN)
 
 
-def _read_fast(path: Path, fingerprint: CsvFingerprint) -> pl.DataFrame | None:
-    """polars' reader, when the byte counts prove it read each line as one full record; else None."""
+def _read_fast(data: bytes, fingerprint: CsvFingerprint) -> pl.DataFrame | None:
+    """polars' reader, when the byte counts prove it read each line as one full record; else None.
+    ``data`` is a header line and records; ``fingerprint`` holds the counts of exactly those bytes."""
     header = list(fingerprint.header)
+    if fingerprint.has_quotes and _count(data, b'"') % 2:
+        return None  # an unterminated quote (polars closes one at the end of the data) or a stray one
+    if not _only_crlf(data):
+        return None
     try:
-        frame = pl.read_csv(path, infer_schema=False, encoding="utf8", row_index_name="_line", row_index_offset=2)
+        frame = pl.read_csv(data, infer_schema=False, encoding="utf8", row_index_name="_line", row_index_offset=2)
     except (Exception, pl.exceptions.PanicException):  # noqa: BLE001 - any reader error: the robust path decides
         return None
     frame = frame.rename({name: name.strip() for name in frame.columns if name != name.strip()})
@@ -245,7 +283,33 @@ def _read_fast(path: Path, fingerprint: CsvFingerprint) -> pl.DataFrame | None:
         spanned = pl.sum_horizontal(pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in header)
         line = line + spanned.cum_sum() - spanned
     frame = frame.with_columns(line.alias("_line"), pl.lit(None, dtype=pl.String).alias(ERROR_COLUMN))
+    if fingerprint.has_quotes and not _quotes_in_values_were_escaped(data, frame, header):
+        return None  # a quote inside an unquoted field
     return _mark_bad_fields(frame, fingerprint)
+
+
+def _only_crlf(data: bytes) -> bool:
+    """Whether every CR ends a line (CRLF). polars drops or splits at a CR elsewhere (``a\r,b``,
+    ``""\r""``) where the robust path keeps it, so a chunk with one takes the robust path."""
+    values = np.frombuffer(data, np.uint8)
+    crs = np.flatnonzero(values == 0x0D)
+    return bool(np.all(values[np.minimum(crs + 1, len(values) - 1)] == 0x0A))
+
+
+def _quotes_in_values_were_escaped(data: bytes, frame: pl.DataFrame, header: list[str]) -> bool:
+    """polars takes quotes inside an unquoted field (``a"b"c``) as text, where the robust path
+    marks the row; so the few rows with a quote in a value are parsed again with ``parse_record``,
+    and the fast path holds only when none of them has a problem."""
+    quoted = frame.filter(pl.any_horizontal(pl.col(c).str.contains('"', literal=True).fill_null(False) for c in header))
+    if quoted.height == 0:
+        return True
+    spanned = pl.sum_horizontal(pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in header)
+    lines = data.split(b"\n")  # lines[0] is the header: physical line n is lines[n - 1]
+    for line, span in quoted.select("_line", spanned.alias("span")).iter_rows():
+        record = b"\n".join(lines[line - 1 : line + span]).decode("utf-8").removesuffix("\r")
+        if parse_record(record, len(header))[1] is not None:
+            return False
+    return True
 
 
 def _mark_bad_fields(frame: pl.DataFrame, fingerprint: CsvFingerprint) -> pl.DataFrame:
@@ -279,16 +343,17 @@ def _control_reason(column: str) -> str:
     return f"field {column} contains a NUL or control character"
 
 
-def read_rows_robust(path: Path, fingerprint: CsvFingerprint) -> pl.DataFrame:
-    """Parse the file line by line: every physical line ends up in exactly one row, and a row
-    with a problem is kept with the reason. Columns: the header, ``_line``, ``_bronze_error``.
+def read_rows_robust(data: bytes, fingerprint: CsvFingerprint) -> pl.DataFrame:
+    """Parse a header line and records (a file or one chunk of it) line by line: every physical
+    line ends up in exactly one row, and a row with a problem is kept with the reason. Columns:
+    the header, ``_line``, ``_bronze_error``.
 
     Lines without quotes and with the right number of commas (nearly all of them) are split
     by polars in bulk; only the others go through ``parse_record``: a quoted field may span
     lines up to the next line with an odd number of quotes, and when that does not give a
     well-formed record, the opening line alone is the bad row (an unterminated quote costs
     one line, not the rest of the file)."""
-    lines = path.read_bytes().decode("utf-8").removeprefix("\ufeff").split("\n")
+    lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
     if lines[-1] == "":
         lines.pop()
     header = fingerprint.header
@@ -398,18 +463,174 @@ def _count_problem(fields: list[str | None], width: int) -> str | None:
     return problem
 
 
+# --- record-aligned chunks ------------------------------------------------------------------
+
+def record_chunks(path: Path, width: int) -> Iterator[tuple[bytes, int]]:
+    """The file as (header line + whole records of about ``READ_CHUNK_BYTES``, the physical line
+    the first of those records starts on). The first chunk starts with the file's own bytes (BOM
+    included); later ones repeat the header line without it. A header-only file is one chunk."""
+    with path.open("rb") as handle:
+        body = _Body(handle)
+        header = body.take(b"", body.line_end(0))
+        repeated = header.removeprefix(codecs.BOM_UTF8)
+        line, first = 2, True
+        while first or body.data or not body.eof:
+            size = body.cut(READ_CHUNK_BYTES, width)
+            if not size and not first:
+                return
+            prefix = header if first else repeated
+            chunk = body.take(prefix, size)
+            yield chunk, line
+            line += _count(chunk, b"\n") - prefix.endswith(b"\n")
+            first = False
+
+
+class _Body:
+    """The unread bytes of a file, read in blocks as the search for a cut needs them."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.data = b""
+        self.eof = False
+
+    def take(self, prefix: bytes, size: int) -> bytes:
+        """``prefix`` and the next ``size`` bytes, copied once."""
+        taken = b"".join((prefix, memoryview(self.data)[:size]))
+        self.data = self.data[size:]
+        return taken
+
+    def line_end(self, position: int) -> int:
+        """Where the line holding ``position`` ends (after its LF; the end of the file for a last
+        line without one). Reads just past ``position``, so little is left over for the next
+        chunk, and twice as much each time a long line needs more."""
+        ahead = _READ_AHEAD
+        while (found := self.data.find(b"\n", position)) < 0:
+            position = max(position, len(self.data))
+            block = self.handle.read(position - len(self.data) + ahead)
+            if not block:
+                self.eof = True
+                return len(self.data)
+            self.data += block
+            ahead *= 2
+        return found + 1
+
+    def cut(self, target: int, width: int) -> int:
+        """Bytes of the next chunk: at least ``target`` (or the rest), ending at a line end that
+        no record spans. First choice: the first line end past the target at which the chunk
+        holds an even number of quotes (a quoted field spanning lines is not split), looked for
+        over ``MAX_RECORD_LINES`` lines (more means an unterminated quote); then ``_safe_cut``
+        makes sure the robust reader of the whole file would not join lines across it."""
+        end = self.line_end(max(target, 1) - 1)
+        cut, quotes = end, _count(self.data, b'"', end) if b'"' in self.data else 0
+        for _ in range(MAX_RECORD_LINES):
+            if quotes % 2 == 0 or self._at_end(cut):
+                break
+            after = self.line_end(cut)
+            quotes += self.data.count(b'"', cut, after)
+            cut = after
+        else:
+            cut = end
+        return cut if self._at_end(cut) else self._safe_cut(cut, width)
+
+    def _at_end(self, position: int) -> bool:
+        """Whether ``position`` is the end of the file (reading on to tell)."""
+        if position >= len(self.data) and not self.eof:
+            self.line_end(position)
+        return position >= len(self.data)
+
+    def _safe_cut(self, cut: int, width: int) -> int:
+        """``cut``, unless the robust reader (``read_rows_robust``) would read a record from the
+        line before it across it; then the end of that record.
+
+        That reader joins an odd-quoted line with the next odd-quoted one when they are fewer
+        than ``MAX_RECORD_LINES`` apart and the joined text parses cleanly, and the first line is
+        not itself the end of such a record. So the one record that could span the cut is from
+        the chunk's last odd-quoted line to the next one after the cut."""
+        data = self.data
+        opening, start = None, cut
+        for back in range(MAX_RECORD_LINES - 1):
+            if start == 0:
+                return cut
+            previous = data.rfind(b"\n", 0, start - 1) + 1
+            if data.count(b'"', previous, start) % 2:
+                opening = previous
+                break
+            start = previous
+        if opening is None:
+            return cut
+        closing, end = None, cut
+        for _ in range(MAX_RECORD_LINES - 1 - back):
+            if self._at_end(end):
+                return cut
+            after = self.line_end(end)
+            if self.data.count(b'"', end, after) % 2:
+                closing = after
+                break
+            end = after
+        if closing is None or not _joins(self.data, opening, closing, width):
+            return cut
+        return closing if _opens_record(self.data[:cut], width) else cut
+
+
+def _count(data: bytes, byte: bytes, end: int | None = None) -> int:
+    """How often one byte occurs in data[:end], vectorised (``bytes.count`` goes byte by byte)."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8, count=len(data) if end is None else end) == byte[0]))
+
+
+def _joins(data: bytes, start: int, end: int, width: int) -> bool:
+    """Whether the lines in data[start:end] read as one well-formed record (as ``read_rows_robust`` joins them)."""
+    record = data[start:end].removesuffix(b"\n").decode("utf-8").removesuffix("\r")
+    return parse_record(record, width)[1] is None
+
+
+def _opens_record(data: bytes, width: int) -> bool:
+    """Whether the last odd-quoted line of ``data`` (whole lines) starts a record rather than ends
+    one, replaying ``read_rows_robust``'s pairing of odd-quoted lines from the start."""
+    values = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(values == 0x0A)
+    quotes = np.bincount(np.searchsorted(ends, np.flatnonzero(values == 0x22)), minlength=len(ends) + 1)
+    starts = np.concatenate(([0], ends + 1))
+    pending = None
+    for line in np.flatnonzero(quotes % 2).tolist():
+        if pending is not None and line - pending < MAX_RECORD_LINES and _joins(data, int(starts[pending]), int(ends[line]) + 1, width):
+            pending = None
+        else:
+            pending = line
+    return pending is not None
+
+
 def ingest_csv(path: Path, source: SourceFile, table_uri: str, fingerprint: CsvFingerprint) -> int:
-    """Write the file to its bronze table unless that exact content is already there; returns its rows."""
+    """Write the file to its bronze table unless that exact content is already there; returns its rows.
+
+    The chunks stream into one Delta commit: a reader sees the old table or the whole new one."""
     if lake.recorded_input(table_uri) == fingerprint.sha256:
         return lake.row_count(table_uri)
-    frame = read_csv_as_text(path, fingerprint, source.relative_path)
-    lake.overwrite(
+    schema = arrow_schema(fingerprint.header)
+    rows = 0
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        nonlocal rows
+        for frame in read_csv_chunks(path, fingerprint, source.relative_path):
+            rows += frame.height
+            yield from frame.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(schema).to_batches()
+
+    lake.overwrite_batches(
         table_uri,
-        frame,
+        schema,
+        batches(),
         input_fingerprint=fingerprint.sha256,
         metadata={"logistics.source": source.relative_path, "logistics.batch_id": fingerprint.batch_id},
     )
-    return frame.height
+    return rows
+
+
+def arrow_schema(header: tuple[str, ...]) -> pa.Schema:
+    """The bronze table's columns, as ``read_csv_chunks`` gives them: needed before the first chunk is read."""
+    text = pa.large_string()
+    return pa.schema([
+        *((name, text) for name in header),
+        ("_line", pa.int64()), ("_ingested_at", pa.timestamp("us", "UTC")), ("_source", text), ("_batch_id", text), (ERROR_COLUMN, text),
+    ])
 
 
 # --- Prefect tasks ------------------------------------------------------------------------

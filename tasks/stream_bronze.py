@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
 import polars as pl
@@ -218,14 +219,26 @@ def landing_files(landing_dir: Path) -> list[Path]:
     return sorted(landing_dir.glob("*.jsonl")) if landing_dir.is_dir() else []
 
 
+def landing_lines(path: Path) -> Iterator[bytes]:
+    """The lines of a landing file, read lazily (memory holds one line, not the file).
+
+    Lines end where ``bytes.splitlines`` ends them, as earlier versions read the whole file:
+    at LF, CRLF and a lone CR, nowhere else (for bytes, unlike str, not at VT, FF, FS-RS or
+    NEL), and a final line end does not start an empty line. A line's offset is its 0-based
+    index in that split and is recorded in the table, so it must not move between versions.
+    The producer writes one JSON document per LF-terminated line (JSON has no raw CR or LF)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            yield from line.removesuffix(b"\n").splitlines() or [b""]
+
+
 def landing_batches(landing_dir: Path, table_uri: str, max_messages: int) -> Iterator[Batch]:
     """Lines of landing files not yet in the table, at most ``max_messages`` per batch."""
     for path in landing_files(landing_dir):
         app_id = landing_app_id(path.name)
-        lines = path.read_bytes().splitlines()
-        start = recorded_offset(table_uri, app_id) or 0
-        for first in range(start, len(lines), max_messages):
-            chunk = lines[first : first + max_messages]
+        first = recorded_offset(table_uri, app_id) or 0
+        lines = islice(landing_lines(path), first, None)
+        while chunk := list(islice(lines, max_messages)):
             count = len(chunk)
             rows = _frame(
                 [_text(line) for line in chunk],
@@ -238,3 +251,4 @@ def landing_batches(landing_dir: Path, table_uri: str, max_messages: int) -> Ite
                 f"{path.stem}-{first}",
             )
             yield Batch(rows, {app_id: first + count})
+            first += count
