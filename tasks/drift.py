@@ -115,7 +115,10 @@ def check_types(table: str, bronze: nw.LazyFrame, rows: int | None = None) -> No
         if sample is not records and _drifted(values, bad):
             values, bad = _tally(records, {column: typed[column]})[column]
         if _drifted(values, bad):
-            example = records.filter(_unparsed(column, typed[column])).select(nw.col(column)).head(1).collect().rows()[0][0]
+            unparsed = records.filter(_unparsed(column, typed[column]))
+            if "_line" in bronze.columns:  # the first in the file: bronze rows are stored in no particular order
+                unparsed = unparsed.sort("_line")
+            example = unparsed.select(nw.col(column)).head(1).collect().rows()[0][0]
             raise SchemaDriftError(
                 f"silver {table}: schema drift: column {column}: {_percent(bad / values)} of {values:,} values are not "
                 f"{_KINDS[typed[column]][1]} (e.g. {_example(example)}); fix the export or the rule"
