@@ -515,3 +515,29 @@ def _lands(value: str | None, silver: pl.DataFrame) -> bool:
     trimmed = pl.Series([order_number]).str.strip_chars()[0]  # as silver trims it
     return trimmed in set(silver["sls_ord_num"].to_list())
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.none() | st.binary(max_size=40), st.none() | st.binary(max_size=10), st.integers(-1, 2**41)),
+        max_size=20,
+    )
+)
+def test_kafka_batches_are_decoded_column_wise_as_message_by_message(messages):
+    """A Kafka batch is decoded in one cast (bytes -> text, invalid UTF-8 as U+FFFD, a negative
+    timestamp as none): the same rows as decoding each message on its own."""
+    from datetime import datetime, timezone
+
+    from tasks.stream_bronze import _kafka_frame, kafka_app_id
+
+    values, keys, stamps = (list(column) for column in zip(*messages)) if messages else ([], [], [])
+    partitions, offsets = [i % 3 for i in range(len(messages))], list(range(len(messages)))
+    batch = _kafka_frame("orders", values, keys, partitions, offsets, stamps, "b-0")
+    one_by_one = _frame(
+        [_text(v) for v in values], [_text(k) for k in keys], partitions, offsets,
+        [datetime.fromtimestamp(s / 1000, timezone.utc) if s >= 0 else None for s in stamps],
+        ["orders"] * len(messages), [kafka_app_id("orders", p) for p in partitions], "b-0",
+    )
+    assert batch.drop("_ingested_at").equals(one_by_one.select(batch.columns).drop("_ingested_at"))
+    assert batch.schema == one_by_one.select(batch.columns).schema
