@@ -62,7 +62,7 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
 
     import tasks.silver as rules
     from tasks.quality import RULE_COLUMN, accepted, quarantined, tag_rejects
-    from tasks.silver import SILVER_BY_NAME, build
+    from tasks.silver import SILVER_BY_NAME, build, with_staged_columns
 
     table = SILVER_BY_NAME["crm_sales_details"]
     out = [f"# crm_sales_details at scale {scale:g}: silver parts timed one by one (seconds, best of 2)\n"]
@@ -102,7 +102,7 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
         out.append(f"{best(lambda: table.cleanse(accepted_lazy).select(column).collect(), 1):8.2f}  {column}\n")
 
     out.append("\n## each rule on its own (the rule's expression over bronze and the table's staged columns)\n")
-    staged = table.stage(lazy) if table.stage else lazy
+    staged = with_staged_columns(table, lazy)
     for rule in table.rules:
         out.append(f"{best(lambda: staged.select(rule.rejects().fill_null(False).alias('x')).collect(), 1):8.2f}  {rule.name}\n")
     out.append(f"{best(lambda: tag_rejects(staged, table.rules).select(RULE_COLUMN).collect(), 1):8.2f}  all rules chained (tag_rejects)\n")

@@ -69,8 +69,18 @@ _DATE_LAYOUTS = {
 
 def to_date(name: str, layout: str) -> nw.Expr:
     """Date text in ``layout`` to Date; malformed or impossible dates (Feb 30) become null."""
-    pattern, fmt, ((y0, yn), (m0, mn), (d0, dn)) = _DATE_LAYOUTS[layout]
-    shaped = _only_when(matches(text(name), pattern), text(name))
+    return _checked_date(_date_shaped(name, layout), layout)
+
+
+def _date_shaped(name: str, layout: str) -> nw.Expr:
+    """The trimmed text when it has the layout's shape, else null."""
+    value = text(name)
+    return _only_when(matches(value, _DATE_LAYOUTS[layout][0]), value)
+
+
+def _checked_date(shaped: nw.Expr, layout: str) -> nw.Expr:
+    """Shaped date text to Date when it is a real date (Feb 30 is not), else null; never an error."""
+    _, fmt, ((y0, yn), (m0, mn), (d0, dn)) = _DATE_LAYOUTS[layout]
     year = shaped.str.slice(y0, yn).cast(nw.Int64())
     month = shaped.str.slice(m0, mn).cast(nw.Int64())
     day = shaped.str.slice(d0, dn).cast(nw.Int64())
@@ -104,8 +114,10 @@ class SilverTable:
     cleanse: Callable[[nw.LazyFrame], nw.LazyFrame]
     merge_key: tuple[str, ...]
     merge_order: tuple[str, ...] = ("_line",)
+    dates: tuple[tuple[str, str], ...] = ()
+    """(column, layout) of the date columns, parsed once before the rules (``stage_dates``)."""
     stage: Callable[[nw.LazyFrame], nw.LazyFrame] | None = None
-    """Adds ``STAGED`` helper columns the rules and the cleanse share; quarantine drops them."""
+    """Adds more ``STAGED`` helper columns the rules and the cleanse share; quarantine drops them."""
 
     def dedupe(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         """Keep the last row per merge key in ``merge_order`` (later rows win)."""
@@ -124,7 +136,7 @@ def crm_customers(frame: nw.LazyFrame) -> nw.LazyFrame:
         text("cst_lastname").alias("cst_lastname"),
         code_map("cst_marital_status", {"S": "Single", "M": "Married"}).alias("cst_marital_status"),
         code_map("cst_gndr", {"F": "Female", "M": "Male"}).alias("cst_gndr"),
-        to_date("cst_create_date", "yyyy-mm-dd").alias("cst_create_date"),
+        staged("cst_create_date").alias("cst_create_date"),
         nw.col("_ingested_at"),
         nw.col("_line"),
     )
@@ -133,7 +145,7 @@ def crm_customers(frame: nw.LazyFrame) -> nw.LazyFrame:
 def crm_products(frame: nw.LazyFrame) -> nw.LazyFrame:
     versions = frame.with_columns(
         text("prd_key").alias("_product_key"),
-        to_date("prd_start_dt", "yyyy-mm-dd").alias("_start"),
+        staged("prd_start_dt").alias("_start"),
     )
     next_start = nw.col("_start").shift(-1).over("_product_key", order_by=["_start", "_line"])
     return versions.select(
@@ -151,7 +163,20 @@ def crm_products(frame: nw.LazyFrame) -> nw.LazyFrame:
 
 
 def staged(name: str) -> nw.Expr:
+    """A column the table's staging step computed (see ``SilverTable.dates`` and ``stage``)."""
     return nw.col(STAGED + name)
+
+
+def stage_dates(frame: nw.LazyFrame, dates: tuple[tuple[str, str], ...]) -> nw.LazyFrame:
+    """Each (column, layout) parsed once into ``staged(column)``, in two steps: the shaped text,
+    then the checked date. ``to_date`` inline nests the text about ten times in one expression;
+    staged, a date costs a fifth as much."""
+    if not dates:
+        return frame
+    shaped = frame.with_columns(*(_date_shaped(name, layout).alias(f"{STAGED}text_{name}") for name, layout in dates))
+    return shaped.with_columns(
+        *(_checked_date(staged(f"text_{name}"), layout).alias(STAGED + name) for name, layout in dates)
+    ).drop([f"{STAGED}text_{name}" for name, _ in dates])
 
 
 def stage_sales(frame: nw.LazyFrame) -> nw.LazyFrame:
@@ -179,9 +204,9 @@ def crm_sales(frame: nw.LazyFrame) -> nw.LazyFrame:
         text("sls_ord_num").alias("sls_ord_num"),
         text("sls_prd_key").alias("sls_prd_key"),
         to_int("sls_cust_id").alias("sls_cust_id"),
-        to_date("sls_order_dt", "yyyymmdd").alias("sls_order_dt"),
-        to_date("sls_ship_dt", "yyyymmdd").alias("sls_ship_dt"),
-        to_date("sls_due_dt", "yyyymmdd").alias("sls_due_dt"),
+        staged("sls_order_dt").alias("sls_order_dt"),
+        staged("sls_ship_dt").alias("sls_ship_dt"),
+        staged("sls_due_dt").alias("sls_due_dt"),
         staged("sales").alias("sls_sales"),
         staged("quantity").alias("sls_quantity"),
         staged("price").alias("sls_price"),
@@ -197,7 +222,7 @@ def _amount_unrecoverable() -> nw.Expr:
 
 def erp_customers(frame: nw.LazyFrame, today: date | None = None) -> nw.LazyFrame:
     cid = text("CID")
-    birthdate = to_date("BDATE", "yyyy-mm-dd")
+    birthdate = staged("BDATE")
     return frame.select(
         nw.when(cid.str.starts_with("NAS")).then(cid.str.slice(3)).otherwise(cid).alias("cid"),
         nw.when(birthdate > nw.lit(today or date.today())).then(nw.lit(None, dtype=nw.Date())).otherwise(birthdate).alias("bdate"),
@@ -242,6 +267,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         ),
         cleanse=crm_customers,
         merge_key=("cst_id",),
+        dates=(("cst_create_date", "yyyy-mm-dd"),),
         merge_order=("cst_create_date", "_line"),
     ),
     SilverTable(
@@ -250,10 +276,11 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         rules=(
             Rule("non_numeric_product_id", lambda: ~is_integer("prd_id")),
             Rule("malformed_product_key", lambda: is_blank("prd_key") | (text("prd_key").str.len_chars() < 7)),
-            Rule("missing_start_date", lambda: to_date("prd_start_dt", "yyyy-mm-dd").is_null()),
+            Rule("missing_start_date", lambda: staged("prd_start_dt").is_null()),
         ),
         cleanse=crm_products,
         merge_key=("prd_id",),
+        dates=(("prd_start_dt", "yyyy-mm-dd"),),
     ),
     SilverTable(
         "crm_sales_details",
@@ -268,6 +295,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         ),
         cleanse=crm_sales,
         merge_key=("sls_ord_num", "sls_prd_key"),
+        dates=(("sls_order_dt", "yyyymmdd"), ("sls_ship_dt", "yyyymmdd"), ("sls_due_dt", "yyyymmdd")),
         stage=stage_sales,
     ),
     SilverTable(
@@ -276,6 +304,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         rules=(missing("CID", "missing_customer_id"),),
         cleanse=erp_customers,
         merge_key=("cid",),
+        dates=(("BDATE", "yyyy-mm-dd"),),
     ),
     SilverTable(
         "erp_loc_a101",
@@ -307,11 +336,16 @@ def with_bronze_error(bronze: nw.LazyFrame) -> nw.LazyFrame:
     return bronze.with_columns(nw.lit(None, dtype=nw.String()).alias(BRONZE_ERROR))
 
 
+def with_staged_columns(table: SilverTable, bronze: nw.LazyFrame) -> nw.LazyFrame:
+    """Bronze with the helper columns the table's rules and cleanse read (dates, then ``stage``)."""
+    staged_bronze = stage_dates(bronze, table.dates)
+    return table.stage(staged_bronze) if table.stage else staged_bronze
+
+
 def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame]:
     """(tagged, cleansed, silver): rows tagged with the rule they break (``malformed_row`` first),
     the accepted rows cleansed, and those rows with duplicates merged. Lazy on every engine."""
-    bronze = with_bronze_error(bronze)
-    tagged = tag_rejects(table.stage(bronze) if table.stage else bronze, (MALFORMED_ROW, *table.rules))
+    tagged = tag_rejects(with_staged_columns(table, with_bronze_error(bronze)), (MALFORMED_ROW, *table.rules))
     cleansed = table.cleanse(accepted(tagged))
     return tagged, cleansed, merged(table, cleansed)
 
