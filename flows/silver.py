@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from tasks.assets import materializing, table_asset
@@ -26,8 +27,13 @@ from tasks.silver_local import bronze_fingerprint, build_silver_table, build_str
 from tasks.stream_bronze import KAFKA_ORDERS
 from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
 
+PARALLEL_TABLES = 2
+"""Silver tables built at once. polars already spreads one table over every core; a second
+keeps the cores busy while the first writes, and more would only add memory (every table
+being built holds its bronze rows)."""
 
-@flow(name="silver-layer")
+
+@flow(name="silver-layer", task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_TABLES))
 def silver_layer(
     lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
