@@ -25,13 +25,11 @@ import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from polars.testing import assert_frame_equal
 
-from tasks.bronze import fingerprint_csv, ingest_csv
 from tasks.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
 from tasks.lake import Lake
 from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, run_silver_table
-from tasks.sources import SOURCES
 from tasks.stream_silver import STREAM_ORDERS, STREAM_ORDERS_SCHEMA, ensure_stream_orders
+from tests.local_layers import build_local_layers
 
 pytestmark = pytest.mark.spark
 
@@ -44,12 +42,8 @@ LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
 # --- building both golds ---------------------------------------------------------------------
 
 def build_silver(sources: Path, lake: Lake) -> None:
-    """The local engine's bronze and silver, as plain functions."""
-    for source in SOURCES:
-        path = source.path(sources)
-        ingest_csv(path, source, lake.uri("bronze", source.table), fingerprint_csv(path, source))
-    for table in SILVER_TABLES:
-        run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
+    """The local engine's bronze and silver, and an empty stream_orders (gold reads it)."""
+    build_local_layers(sources, lake)
     ensure_stream_orders(lake)
 
 

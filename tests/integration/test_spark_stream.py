@@ -21,21 +21,19 @@ import pytest
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
-from tasks.bronze import fingerprint_csv, ingest_csv
 from tasks.errors import PipelineError
 from tasks.kafka import KafkaConnection, client_extras, ensure_topic
 from tasks.lake import Lake
 from tasks.orders import generate_orders, reference_data
 from tasks.quality import TableCounts
-from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, run_silver_table, run_stream_orders, stream_fingerprint
-from tasks.sources import SOURCES
+from tasks.silver_local import run_stream_orders, stream_fingerprint
 from tasks.spark_job import main
 from tasks.spark_stream import KafkaSource, run_stream
 from tasks.spark_stream import run_stream_orders as spark_stream_orders
 from tasks.spark_tables import Lakehouse
 from tasks.stream_bronze import KAFKA_ORDERS, KafkaReader, write_batch
 from tests.fixtures.spark import assert_same
+from tests.local_layers import build_local_layers
 
 pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
@@ -83,15 +81,6 @@ def orders(lake: Path, count: int, seed: int) -> list[tuple[bytes, bytes]]:
 
 
 # --- the two engines -------------------------------------------------------------------------
-
-def local_csv_layers(sources: Path, lake: Lake) -> None:
-    """The local engine's bronze and silver tables of the CSV exports (the stream needs products and customers)."""
-    for source in SOURCES:
-        path = source.path(sources)
-        ingest_csv(path, source, lake.uri("bronze", source.table), fingerprint_csv(path, source))
-    for table in SILVER_TABLES:
-        run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
-
 
 def local_bronze(bootstrap: str, topic: str, lake: Lake) -> None:
     """What the local bronze-layer flow does with the stream, without Prefect."""
@@ -175,7 +164,7 @@ def story(spark, kafka_bootstrap, generated_sources, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("spark-stream")
     local_root, spark_root = work / "local", work / "spark"
     lake = Lake(str(local_root))
-    local_csv_layers(generated_sources, lake)
+    build_local_layers(generated_sources, lake)  # the stream needs products and customers
     for name in ("crm_prd_info", "crm_cust_info"):  # the same products and customers on both sides
         shutil.copytree(local_root / "silver" / name, spark_root / "silver" / name)
     topic = f"spark-stream-{uuid.uuid4().hex[:8]}"

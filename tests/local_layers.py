@@ -1,0 +1,21 @@
+"""The local engine's bronze and silver tables of the CSV exports, built by plain function
+calls (no flow, no Prefect server): what the Spark tests compare against or build on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.bronze import fingerprint_csv, ingest_csv
+from tasks.lake import Lake
+from tasks.silver import SILVER_TABLES
+from tasks.silver_local import bronze_fingerprint, run_silver_table
+from tasks.sources import SOURCES
+
+
+def build_local_layers(sources: Path, lake: Lake) -> None:
+    """Bronze for every source file, then every silver table (not the stream)."""
+    for source in SOURCES:
+        path = source.path(sources)
+        ingest_csv(path, source, lake.uri("bronze", source.table), fingerprint_csv(path, source))
+    for table in SILVER_TABLES:
+        run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
