@@ -38,7 +38,7 @@ from tasks.kafka import KafkaConnection, client_extras, reason
 from tasks.quality import RULE_COLUMN, TableCounts, accepted
 from tasks.spark_tables import INPUT_KEY, Commit, Lakehouse, Target
 from tasks.stream_bronze import KAFKA_ORDERS
-from tasks.stream_bronze import _text as decode_text
+from tasks.stream_bronze import decode_texts
 from tasks.stream_silver import COORDINATES, LINE_FIELDS, ORDER_FIELDS, PARSE_RULE, STREAM_ORDERS, STREAM_ORDERS_SCHEMA, order_lines, parse_messages, validate
 
 ROWS_IN_KEY = "logistics.rows_in"  # order lines parsed, recorded with silver: the other counts are in the commits
@@ -165,8 +165,8 @@ def decode_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
     for batch in batches:
         yield pa.RecordBatch.from_arrays(
             [
-                pa.array([decode_text(v) for v in batch.column("value").to_pylist()], TEXT),
-                pa.array([decode_text(k) for k in batch.column("key").to_pylist()], TEXT),
+                decode_texts(batch.column("value").to_pylist()).to_arrow().cast(TEXT),
+                decode_texts(batch.column("key").to_pylist()).to_arrow().cast(TEXT),
                 *(batch.column(name) for name in ("partition", "offset", "timestamp")),
             ],
             schema=DECODED_ARROW,

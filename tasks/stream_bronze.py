@@ -115,7 +115,7 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", errors="replace")
 
 
-def _decode(raw: list[bytes | None]) -> pl.Series:
+def decode_texts(raw: list[bytes | None]) -> pl.Series:
     """Bytes as text, invalid UTF-8 replaced (U+FFFD) as ``_text`` does: in one vectorised cast,
     or message by message when some value is not UTF-8."""
     try:
@@ -130,8 +130,8 @@ def _kafka_frame(topic: str, values: list, keys: list, partitions: list, offsets
     stamp = pl.col("timestamp")
     return pl.DataFrame(
         {
-            "value": _decode(values),
-            "key": _decode(keys),
+            "value": decode_texts(values),
+            "key": decode_texts(keys),
             "partition": pl.Series(partitions, dtype=pl.Int32),
             "offset": pl.Series(offsets, dtype=pl.Int64),
             "timestamp": pl.Series(stamps, dtype=pl.Int64),
