@@ -21,7 +21,7 @@ import orjson
 import polars as pl
 
 from tasks import lake
-from tasks.quality import Rule, accepted, tag_rejects
+from tasks.quality import Rule, tag_rejects
 from tasks.silver import is_blank, text, to_date, to_float, to_int
 
 STREAM_ORDERS = "stream_orders"
