@@ -118,6 +118,8 @@ class SilverTable:
     """(column, layout) of the date columns, parsed once before the rules (``stage_dates``)."""
     stage: Callable[[nw.LazyFrame], nw.LazyFrame] | None = None
     """Adds more ``STAGED`` helper columns the rules and the cleanse share; quarantine drops them."""
+    derive: Callable[[nw.LazyFrame], nw.LazyFrame] | None = None
+    """Columns computed across rows after duplicates are merged (a product's version end dates)."""
 
     def dedupe(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         """Keep the last row per merge key in ``merge_order`` (later rows win)."""
@@ -143,22 +145,29 @@ def crm_customers(frame: nw.LazyFrame) -> nw.LazyFrame:
 
 
 def crm_products(frame: nw.LazyFrame) -> nw.LazyFrame:
-    versions = frame.with_columns(
-        text("prd_key").alias("_product_key"),
-        staged("prd_start_dt").alias("_start"),
-    )
-    next_start = nw.col("_start").shift(-1).over("_product_key", order_by=["_start", "_line"])
-    return versions.select(
+    product_key = text("prd_key")
+    return frame.select(
         to_int("prd_id").alias("prd_id"),
-        nw.col("_product_key").str.slice(0, 5).str.replace_all("-", "_").alias("cat_id"),
-        nw.col("_product_key").str.slice(6).alias("prd_key"),
+        product_key.str.slice(0, 5).str.replace_all("-", "_").alias("cat_id"),
+        product_key.str.slice(6).alias("prd_key"),
         text("prd_nm").alias("prd_nm"),
         to_float("prd_cost").fill_null(0.0).alias("prd_cost"),
         code_map("prd_line", {"M": "Mountain", "R": "Road", "S": "Other Sales", "T": "Touring"}).alias("prd_line"),
-        nw.col("_start").alias("prd_start_dt"),
-        next_start.dt.offset_by("-1d").cast(nw.Date()).alias("prd_end_dt"),  # Spark's offset gives a timestamp
+        staged("prd_start_dt").alias("prd_start_dt"),
         nw.col("_ingested_at"),
         nw.col("_line"),
+    )
+
+
+def product_versions(products: nw.LazyFrame) -> nw.LazyFrame:
+    """A version ends the day before the next version of the same product number starts; the
+    current version has no end date. Computed after duplicate ids are merged and over the
+    product number (what sales reference), so every product number has exactly one current
+    version."""
+    next_start = nw.col("prd_start_dt").shift(-1).over("prd_key", order_by=["prd_start_dt", "_line"])
+    end = next_start.dt.offset_by("-1d").cast(nw.Date())  # Spark's offset gives a timestamp
+    return products.with_columns(end.alias("prd_end_dt")).select(
+        "prd_id", "cat_id", "prd_key", "prd_nm", "prd_cost", "prd_line", "prd_start_dt", "prd_end_dt", "_ingested_at", "_line",
     )
 
 
@@ -220,6 +229,16 @@ def _amount_unrecoverable() -> nw.Expr:
     return sales.is_null() | price.is_null() | (price <= 0) | (sales <= 0)
 
 
+AMOUNT_TOLERANCE = 0.01
+"""Gold's ``assert_price_quantity_eq_sales`` allows this much; silver quarantines what exceeds it."""
+
+
+def amount_inconsistent(sales: nw.Expr, quantity: nw.Expr, price: nw.Expr) -> nw.Expr:
+    """Sales differ from quantity x price by more than gold's test allows (the same arithmetic
+    as the test: the product of quantity and price, in float64)."""
+    return (sales - quantity * price).abs() > AMOUNT_TOLERANCE
+
+
 def erp_customers(frame: nw.LazyFrame, today: date | None = None) -> nw.LazyFrame:
     cid = text("CID")
     birthdate = staged("BDATE")
@@ -264,6 +283,8 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         rules=(
             missing("cst_id", "missing_customer_id"),
             Rule("non_numeric_customer_id", lambda: ~is_integer("cst_id")),
+            Rule("negative_customer_id", lambda: to_int("cst_id") < 0),
+            missing("cst_key", "missing_customer_number"),
         ),
         cleanse=crm_customers,
         merge_key=("cst_id",),
@@ -275,12 +296,14 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         "crm_prd_info",
         rules=(
             Rule("non_numeric_product_id", lambda: ~is_integer("prd_id")),
+            Rule("negative_product_id", lambda: to_int("prd_id") < 0),
             Rule("malformed_product_key", lambda: is_blank("prd_key") | (text("prd_key").str.len_chars() < 7)),
             Rule("missing_start_date", lambda: staged("prd_start_dt").is_null()),
         ),
         cleanse=crm_products,
         merge_key=("prd_id",),
         dates=(("prd_start_dt", "yyyy-mm-dd"),),
+        derive=product_versions,
     ),
     SilverTable(
         "crm_sales_details",
@@ -292,6 +315,10 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
             Rule("non_numeric_customer_id", lambda: ~is_integer("sls_cust_id")),
             Rule("invalid_quantity", lambda: ~(staged("quantity") > 0).fill_null(False)),
             Rule("unrecoverable_price", _amount_unrecoverable),
+            Rule("inconsistent_amount", lambda: amount_inconsistent(staged("sales"), staged("quantity"), staged("price"))),
+            Rule("invalid_ship_date", lambda: staged("sls_ship_dt").is_null()),
+            Rule("invalid_due_date", lambda: staged("sls_due_dt").is_null()),
+            Rule("ship_before_order", lambda: staged("sls_ship_dt") < staged("sls_order_dt")),
         ),
         cleanse=crm_sales,
         merge_key=("sls_ord_num", "sls_prd_key"),
@@ -351,5 +378,6 @@ def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.La
 
 
 def merged(table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
-    """Cleansed rows with duplicates merged: the silver table."""
-    return table.dedupe(cleansed).drop("_line")
+    """Cleansed rows with duplicates merged (then ``derive``d): the silver table."""
+    deduped = table.dedupe(cleansed)
+    return (table.derive(deduped) if table.derive else deduped).drop("_line")

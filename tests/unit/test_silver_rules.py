@@ -234,3 +234,62 @@ def test_counts_must_reconcile():
     TableCounts("t", rows_in=10, rows_out=7, quarantined=2, merged_duplicates=1)
     with pytest.raises(ValueError, match="do not reconcile"):
         TableCounts("t", rows_in=10, rows_out=7, quarantined=2, merged_duplicates=0)
+
+
+# --- what gold tests is enforced in silver -----------------------------------------------------
+
+def test_customers_with_a_negative_id_or_no_customer_number_are_quarantined():
+    silver, rejected = run("crm_cust_info", [customer("1"), customer("-4", key="AW4"), customer("5", key=" ")])
+    assert silver["cst_id"].to_list() == [1]
+    assert sorted(rejected[RULE_COLUMN].to_list()) == ["missing_customer_number", "negative_customer_id"]
+
+
+def test_products_with_a_negative_id_are_quarantined():
+    silver, rejected = run("crm_prd_info", [product("-1", "AC-HE-HL-U509-R", "2011-07-01"), product("2", "AC-HE-HL-U509", "2011-07-01")])
+    assert silver["prd_id"].to_list() == [2]
+    assert rejected[RULE_COLUMN].to_list() == ["negative_product_id"]
+
+
+def test_product_versions_follow_the_product_number_after_duplicate_ids_merge():
+    """The same product number under two category prefixes is one product with two versions,
+    and a duplicated id is merged before versions are computed: one current version each."""
+    rows = [
+        product("1", "CO-RF-FR-R92B-58", "2011-07-01"),
+        product("2", "AC-HE-FR-R92B-58", "2012-07-01"),
+        product("3", "AC-HE-HL-U509-R", "2013-07-01"),
+        product("3", "AC-HE-HL-U509-R", "2010-07-01"),  # the same id again, later in the file: it wins
+    ]
+    silver, _ = run("crm_prd_info", rows)
+    current = silver.filter(pl.col("prd_end_dt").is_null()).sort("prd_id")
+    assert current.select("prd_id", "prd_key").rows() == [(2, "FR-R92B-58"), (3, "HL-U509-R")]
+    assert silver.sort("prd_id")["prd_end_dt"].to_list() == [date(2012, 6, 30), None, None]
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"sls_ship_dt": "0"}, "invalid_ship_date"),
+        ({"sls_ship_dt": ""}, "invalid_ship_date"),
+        ({"sls_due_dt": "20110231"}, "invalid_due_date"),
+        ({"sls_ship_dt": "20101228"}, "ship_before_order"),
+        ({"sls_sales": "100", "sls_price": "-45", "sls_quantity": "2"}, "inconsistent_amount"),
+    ],
+)
+def test_sales_that_gold_would_reject_are_quarantined(change, rule):
+    silver, rejected = run("crm_sales_details", [sale("SO1"), sale("SO2") | change])
+    assert silver["sls_ord_num"].to_list() == ["SO1"]
+    assert rejected[RULE_COLUMN].to_list() == [rule]
+
+
+def test_a_missing_order_date_is_kept_and_never_compared():
+    silver, rejected = run("crm_sales_details", [sale("SO1", order_dt="0")])
+    assert silver["sls_order_dt"].to_list() == [None] and rejected.height == 0
+
+
+def test_every_kept_sales_line_satisfies_gold_amount_test():
+    rows = [sale(f"SO{i}", sales=s, qty=q, price=p) for i, (s, q, p) in enumerate([
+        ("10", "3", "3.3333333"), ("", "7", "0.1"), ("1e3", "1", "5"), ("99999999999999.99", "3", ""), ("0.3", "3", "0.1"),
+    ])]
+    silver, _ = run("crm_sales_details", rows)
+    worst = silver.select((pl.col("sls_sales") - pl.col("sls_quantity") * pl.col("sls_price")).abs().max()).item()
+    assert worst is None or worst <= 0.01
