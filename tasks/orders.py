@@ -23,7 +23,8 @@ With ``bad_fraction`` > 0 that share of messages is deliberately bad, spread eve
 ``BAD_KINDS``: ``malformed_json`` (the JSON text cut in half), ``missing_customer_id`` (the key
 is absent), ``negative_price`` (the first line's price negated; its sales_amount stays
 quantity * |price|, as in the CRM source), ``ship_before_order`` (ship_date = order_date - 3 days)
-and ``unknown_product`` (the first line's product_number is ``ZZ-UNKNOWN-<message index>``, not in the catalog).
+and ``unknown_product`` (the first line's product_number is ``ZZ-UNKNOWN-<message index>``, not in
+the catalog: silver keeps the line, and gold points it to the unknown product).
 
 Generation draws every field for a whole chunk with numpy and assembles the JSON text column-wise
 with polars (native, multi-threaded), because per-message Python work, let alone one faker or
@@ -95,9 +96,10 @@ class OrderBatch:
 
     @property
     def good_order_lines(self) -> int:
-        """Lines silver should keep: every line of a good message, and the lines after the first
-        of a message whose first line alone is bad (negative price, unknown product)."""
-        kept = {None: 0, "negative_price": 1, "unknown_product": 1}
+        """Lines silver should keep: every line of a good message or of one whose product is
+        unknown (gold's unknown member), and the lines after the first of a message whose first
+        line alone is bad (negative price)."""
+        kept = {None: 0, "negative_price": 1, "unknown_product": 0}
         return int(sum(int(n) - kept[kind] for n, kind in zip(self.lines, self.bad_kinds, strict=True) if kind in kept))
 
 

@@ -317,9 +317,9 @@ def test_arbitrary_bytes_land_or_are_refused(data, header):
 # --- Kafka values ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def reference_lake(tmp_path_factory) -> tuple[Lake, str, list[str], list[int]]:
-    """Silver products and customers from the shipped datasets: (lake, their fingerprint part,
-    current product numbers, customer ids)."""
+def reference_lake(tmp_path_factory) -> tuple[Lake, list[str], list[int]]:
+    """Silver products and customers from the shipped datasets: (lake, current product
+    numbers, customer ids), for messages that look real."""
     lake = Lake(str(tmp_path_factory.mktemp("reference-lake")))
     for table in ("crm_prd_info", "crm_cust_info"):
         source = SOURCES_BY_TABLE[table]
@@ -328,8 +328,7 @@ def reference_lake(tmp_path_factory) -> tuple[Lake, str, list[str], list[int]]:
         run_silver_table(SILVER_BY_NAME[table], lake, bronze_fingerprint(lake.uri("bronze", table)))
     products = pl.read_delta(lake.uri("silver", "crm_prd_info")).filter(pl.col("prd_end_dt").is_null())["prd_key"].to_list()
     customers = pl.read_delta(lake.uri("silver", "crm_cust_info"))["cst_id"].to_list()
-    parts = "|".join(bronze_fingerprint(lake.uri("silver", table)) for table in ("crm_prd_info", "crm_cust_info"))
-    return lake, parts, products[:5], customers[:5]
+    return lake, products[:5], customers[:5]
 
 
 def valid_order(products: list[str], customers: list[int], number: int = 1) -> dict:
@@ -342,7 +341,6 @@ def valid_order(products: list[str], customers: list[int], number: int = 1) -> d
 
 def run_stream(values: list[str | None], reference_lake) -> tuple[TableCounts, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Land ``values`` as one landing-file batch in bronze kafka_orders, then build silver stream_orders."""
-    lake, parts, _, _ = reference_lake
     with tempfile.TemporaryDirectory() as tmp:
         out = Lake(tmp)
         bronze_uri = out.uri("bronze", KAFKA_ORDERS)
@@ -350,7 +348,7 @@ def run_stream(values: list[str | None], reference_lake) -> tuple[TableCounts, p
         n = len(values)
         rows = _frame(values, [None] * n, [0] * n, list(range(n)), [None] * n, ["landing/orders/test.jsonl"] * n, [app_id] * n, "test-0")
         write_batch(bronze_uri, Batch(rows, {app_id: n}))
-        counts = run_stream_orders(out, f"{bronze_fingerprint(bronze_uri)}|{parts}")
+        counts = run_stream_orders(out, bronze_fingerprint(bronze_uri))
         frames = [pl.read_delta(uri) for uri in (bronze_uri, out.uri("silver", STREAM_ORDERS), out.uri("quarantine", STREAM_ORDERS))]
     return counts, *frames
 
@@ -426,19 +424,23 @@ WRONG_TYPES = {
     "null customer": (("customer_id",), None, "missing_field"),
     "missing customer": (("customer_id",), _DELETE, "missing_field"),
     "null line field": (("lines", 0, "quantity"), None, "missing_field"),
-    "emoji product": (("lines", 0, "product_number"), "🚲-BK-1", "unknown_product"),
-    "rtl product": (("lines", 0, "product_number"), "\u202eBK-R93R-62", "unknown_product"),
-    "combining product": (("lines", 0, "product_number"), "BK-R93R-62\u0301", "unknown_product"),
-    "nul in product": (("lines", 0, "product_number"), "BK\u0000", "unknown_product"),
-    "huge product": (("lines", 0, "product_number"), "x" * 1_000_000, "unknown_product"),
     "negative quantity": (("lines", 0, "quantity"), -1, "non_positive_quantity"),
-    "unknown customer": (("customer_id",), 1, "unknown_customer"),
+    "sales not quantity x price": (("lines", 0, "sales_amount"), 10.02, "inconsistent_amount"),
+}
+UNKNOWN_MEMBERS = {
+    "emoji product": (("lines", 0, "product_number"), "🚲-BK-1"),
+    "rtl product": (("lines", 0, "product_number"), "\u202eBK-R93R-62"),
+    "combining product": (("lines", 0, "product_number"), "BK-R93R-62\u0301"),
+    "nul in product": (("lines", 0, "product_number"), "BK\u0000"),
+    "huge product": (("lines", 0, "product_number"), "x" * 1_000_000),
+    "unknown customer": (("customer_id",), 1),
+    "negative customer": (("customer_id",), -5),
 }
 
 
 @pytest.mark.parametrize("name", sorted(WRONG_TYPES))
 def test_wrong_types_nulls_and_unicode_are_quarantined_with_their_rule(reference_lake, name):
-    _, _, products, customers = reference_lake
+    _, products, customers = reference_lake
     path, value, rule = WRONG_TYPES[name]
     message = mutated(valid_order(products, customers), path, value)
     counts, bronze, silver, quarantine = run_stream([json.dumps(message), json.dumps(valid_order(products, customers, 2))], reference_lake)
@@ -447,8 +449,19 @@ def test_wrong_types_nulls_and_unicode_are_quarantined_with_their_rule(reference
     assert silver["sls_ord_num"].to_list() == [f"ST{2:016d}"]
 
 
+@pytest.mark.parametrize("name", sorted(UNKNOWN_MEMBERS))
+def test_unknown_customers_and_products_land_for_gold_to_point_at_the_unknown_member(reference_lake, name):
+    _, products, customers = reference_lake
+    path, value = UNKNOWN_MEMBERS[name]
+    message = mutated(valid_order(products, customers), path, value)
+    counts, bronze, silver, quarantine = run_stream([json.dumps(message), json.dumps(valid_order(products, customers, 2))], reference_lake)
+    assert_stream_reconciles(counts, bronze, silver, quarantine)
+    assert quarantine.height == 0
+    assert sorted(silver["sls_ord_num"].to_list()) == [f"ST{1:016d}", f"ST{2:016d}"]
+
+
 def test_unicode_in_text_fields_of_a_valid_order_lands(reference_lake):
-    _, _, products, customers = reference_lake
+    _, products, customers = reference_lake
     order = valid_order(products, customers)
     order["event_id"] = "🚲 \u202eevent e\u0301"
     counts, bronze, silver, quarantine = run_stream([json.dumps(order, ensure_ascii=False)], reference_lake)
@@ -457,7 +470,7 @@ def test_unicode_in_text_fields_of_a_valid_order_lands(reference_lake):
 
 
 def test_a_1_mb_value_lands(reference_lake):
-    _, _, products, customers = reference_lake
+    _, products, customers = reference_lake
     order = valid_order(products, customers)
     order["note"] = "n" * 1_000_000
     order["lines"] = order["lines"] * 2 + [dict(order["lines"][0], product_number=products[1])]
@@ -493,7 +506,7 @@ def kafka_values(draw, products: list[str], customers: list[int]) -> str | None:
 @STREAM_PROPERTY
 @given(data=st.data())
 def test_any_kafka_values_land_or_are_quarantined(reference_lake, data):
-    _, _, products, customers = reference_lake
+    _, products, customers = reference_lake
     values = data.draw(st.lists(kafka_values(products, customers), min_size=1, max_size=10))
     counts, bronze, silver, quarantine = run_stream(values, reference_lake)
     assert bronze.height == len(values)
