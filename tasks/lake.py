@@ -1,19 +1,31 @@
-"""Delta Lake I/O: where each table lives and how it is read and written atomically.
+"""Delta Lake I/O: where each table lives, how it is read and written atomically, and whether
+it can still be trusted.
 
 Every write records what it was computed from (``logistics.input``) in the commit's
-metadata, so a rerun can tell cheaply whether a table is already up to date.
+metadata, so a rerun can tell cheaply whether a table is already up to date. What a table
+is computed from is its input's *state*: the version, the table's id and the commit's time
+(``table_state``), so a table reset by hand or recreated at a version number seen before is
+not mistaken for the one recorded. ``table_problem`` tells a table whose log cannot be read,
+whose data files are missing or whose log lost an add action; such a table is set aside and
+rebuilt from its upstream (``set_aside``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+from tasks.errors import PipelineError
 
 Layer = Literal["bronze", "silver", "quarantine"]
 INPUT_KEY = "logistics.input"
@@ -35,20 +47,65 @@ class Lake:
         return f"{self.root}/gold.duckdb"
 
 
+class DamagedTableError(PipelineError):
+    """A Delta table that cannot be read or trusted; the message names it."""
+
+    def __init__(self, uri: str, problem: str):
+        super().__init__(f"Delta table {uri}: {problem}")
+        self.uri = uri
+        self.problem = problem
+
+
+def _first_line(error: BaseException) -> str:
+    """delta-rs errors carry a Rust backtrace after the first line."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def open_table(uri: str) -> DeltaTable | None:
+    """The table, or None when there is none; a log that cannot be read raises
+    ``DamagedTableError`` naming the table (not a backtrace from delta-rs)."""
+    try:
+        if not DeltaTable.is_deltatable(uri):
+            return None
+        return DeltaTable(uri)
+    except Exception as error:  # noqa: BLE001 - any failure to read the log means the same to the user
+        raise DamagedTableError(uri, f"its Delta log cannot be read ({_first_line(error)})") from None
+
+
 def table_exists(uri: str) -> bool:
-    return DeltaTable.is_deltatable(uri)
+    return open_table(uri) is not None
 
 
 def table_version(uri: str) -> int | None:
     """Current Delta version, or None when the table does not exist yet."""
-    return DeltaTable(uri).version() if table_exists(uri) else None
+    table = open_table(uri)
+    return None if table is None else table.version()
+
+
+def table_state(uri: str) -> str | None:
+    """What a table downstream was built from: ``<uri>@v<version>:<table id>:<commit time>``,
+    or None when there is no table. The version alone repeats when a table is reset by hand
+    or recreated; the id and the commit's time do not."""
+    table = open_table(uri)
+    if table is None:
+        return None
+    commit = table.history(limit=1)[0]
+    return f"{uri}@v{table.version()}:{table.metadata().id}:{commit.get('timestamp')}"
+
+
+def parse_state(state: str) -> tuple[str, int]:
+    """(uri, version) of a ``table_state``."""
+    uri, rest = state.rsplit("@v", 1)
+    return uri, int(rest.split(":", 1)[0])
 
 
 def recorded_input(uri: str) -> str | None:
     """The input fingerprint stored with the table's latest commit, if any."""
-    if not table_exists(uri):
+    table = open_table(uri)
+    if table is None:
         return None
-    for commit in DeltaTable(uri).history(limit=1):
+    for commit in table.history(limit=1):
         value = commit.get(INPUT_KEY)
         return None if value is None else str(value)
     return None
@@ -56,7 +113,69 @@ def recorded_input(uri: str) -> str | None:
 
 def row_count(uri: str) -> int:
     """Rows in the table's current version (0 when it does not exist), from the Delta log's statistics."""
-    return DeltaTable(uri).count() if table_exists(uri) else 0
+    table = open_table(uri)
+    return 0 if table is None else table.count()
+
+
+HISTORY_CHECKED = 50
+"""Commits read back to the last full write when checking a table's row count."""
+_ROW_NEUTRAL = {"OPTIMIZE", "VACUUM START", "VACUUM END"}
+
+
+def rows_written(table: DeltaTable) -> int | None:
+    """Rows the commits since the last full write added, as their commit info says (None when
+    that cannot be told from the last ``HISTORY_CHECKED`` commits)."""
+    total = 0
+    history = table.history(limit=HISTORY_CHECKED)
+    for commit in history:
+        operation = commit.get("operation")
+        if operation in _ROW_NEUTRAL:
+            continue
+        metrics = commit.get("operationMetrics") or {}
+        added = metrics.get("num_added_rows", metrics.get("numOutputRows"))
+        if operation != "WRITE" or added is None:
+            return None
+        total += int(added)
+        if (commit.get("operationParameters") or {}).get("mode") == "Overwrite":
+            return total
+    return total if history and history[-1].get("version") == 0 else None
+
+
+def table_problem(uri: str) -> str | None:
+    """Why the table cannot be trusted, or None: its log cannot be read, a data file it lists
+    is missing (local lakes), or it holds other than the rows its writes added (an add action
+    lost from the log reads as a smaller, even empty, table)."""
+    try:
+        table = open_table(uri)
+    except DamagedTableError as error:
+        return error.problem
+    if table is None:
+        return None
+    if is_local(uri):
+        missing = [path for path in table.file_uris() if not os.path.isfile(path)]
+        if missing:
+            return f"{len(missing)} of its data files are missing (e.g. {Path(missing[0]).name})"
+    expected = rows_written(table)
+    if expected is not None and (rows := table.count()) != expected:
+        return f"its log lists {rows} rows where its writes added {expected} (an add action is missing)"
+    return None
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri
+
+
+def set_aside(uri: str, problem: str) -> str:
+    """Move a damaged local table out of the way, into ``<lake>/_damaged/``, so that it is
+    rebuilt; returns where it went. Object-store tables are not moved: raises, naming the table."""
+    if not is_local(uri):
+        raise DamagedTableError(uri, f"{problem}; delete or restore it, and run again")
+    table = Path(uri)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    destination = table.parent.parent / "_damaged" / table.parent.name / f"{table.name}-{stamp}"
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(table), destination)
+    return str(destination)
 
 
 def overwrite(uri: str, data: pl.DataFrame, *, input_fingerprint: str, metadata: dict[str, Any] | None = None) -> None:
@@ -98,3 +217,13 @@ def _overwrite(uri: str, data: pl.DataFrame | pa.RecordBatchReader, input_finger
         commit_properties=CommitProperties(custom_metadata=custom),
         **options,
     )
+
+
+def repair(uri: str, rebuilt_from: str) -> str | None:
+    """Set the table aside when it cannot be trusted, so that the caller rebuilds it from
+    ``rebuilt_from``; returns the one-line warning to log, or None when the table is sound."""
+    problem = table_problem(uri)
+    if problem is None:
+        return None
+    where = set_aside(uri, problem)
+    return f"Delta table {uri}: {problem}; moved to {where}, rebuilding it from {rebuilt_from}"
