@@ -20,7 +20,7 @@ from tasks.bronze import check_source, ingest_source
 from tasks.caching import is_stale
 from tasks.databricks import run_on_databricks, stream_settings
 from tasks.kafka import KafkaConnection, check_broker, client_extras, load_kafka_connection
-from tasks.lake import Lake, row_count
+from tasks.lake import DamagedTableError, Lake, repair, row_count, table_problem
 from tasks.lock import lake_lock
 from tasks.settings import load_settings
 from tasks.sources import SOURCES
@@ -61,6 +61,8 @@ def bronze_layer(
         ingested: dict[str, bool] = {}
         for source in SOURCES:
             target = lake_.uri("bronze", source.table)
+            if warning := repair(target, f"the export {source.relative_path}"):
+                logger.warning(warning)
             fingerprint = checked[source.table].sha256
             ingested[source.table] = is_stale(target, fingerprint)
             ingest = materializing(
@@ -73,6 +75,7 @@ def bronze_layer(
             logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
 
         connection = load_kafka_connection(kafka_block, settings)
+        check_stream_table(lake_.uri("bronze", KAFKA_ORDERS))
         new_messages = ingest_stream(connection, settings.kafka_topic, lake_, settings.stream_batch_messages)
         rows[KAFKA_ORDERS] = row_count(lake_.uri("bronze", KAFKA_ORDERS))
         ingested[KAFKA_ORDERS] = new_messages > 0
@@ -114,6 +117,17 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
     finally:
         reader.close()
     return written
+
+
+def check_stream_table(uri: str) -> None:
+    """bronze kafka_orders is the stream's history: no export can rebuild it, so a damaged one
+    stops the layer, named, before anything is appended to it."""
+    problem = table_problem(uri)
+    if problem is not None:
+        raise DamagedTableError(
+            uri, f"{problem}; it holds the stream's history and cannot be rebuilt from an export: restore it from a backup, "
+            "or move it away to read the topic again from its earliest retained offset",
+        )
 
 
 @task(cache_policy=NO_CACHE, task_run_name="stream-batch")

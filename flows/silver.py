@@ -1,7 +1,9 @@
 """silver-layer: typed, cleansed, deduplicated tables; rejected rows go to quarantine.
 
 For every table: rows in = rows out + quarantined + merged duplicates, reported as a
-table artifact. A table whose bronze input has not changed is not rebuilt.
+table artifact. A table whose bronze input has not changed is not rebuilt, unless
+``full_refresh``. A silver or quarantine table that cannot be trusted (a damaged log, lost
+files) is set aside and rebuilt from bronze.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from tasks.assets import materializing, table_asset
-from tasks.caching import is_stale
 from tasks.databricks import run_on_databricks
 from tasks.drift import drift_markdown, find_new_columns
-from tasks.lake import Lake
+from tasks.lake import Lake, repair
 from tasks.lock import lake_lock
 from tasks.quality import TableCounts
 from tasks.settings import load_settings
 from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, build_silver_table, build_stream_orders, stream_fingerprint
+from tasks.silver_local import bronze_fingerprint, build_silver_table, build_stream_orders, silver_outputs_current, stream_fingerprint
 from tasks.stream_bronze import KAFKA_ORDERS
 from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
 
@@ -37,12 +38,14 @@ being built holds its bronze rows)."""
 def silver_layer(
     lake: Annotated[str | None, Field(description="Lake folder (default: LOGISTICS_LAKE or ./lake).")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
+    full_refresh: Annotated[bool, Field(description="Rebuild every silver table from bronze, even when its input has not changed.")] = False,
 ) -> list[TableCounts]:
     """Build the silver tables (and stream_orders) from bronze; returns the counts per table.
 
     Args:
         lake: Lake folder (default: LOGISTICS_LAKE or ./lake).
         engine: local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.
+        full_refresh: Rebuild every silver table from bronze, even when its input has not changed.
     """
     settings = load_settings(lake=lake, engine=engine)
     if settings.engine == "databricks":
@@ -60,35 +63,34 @@ def silver_layer(
 
         futures = []
         for table in SILVER_TABLES:
+            repair_outputs(lake_, table.name, f"bronze {table.bronze}")
             target = lake_.uri("silver", table.name)
             fingerprint = bronze_fingerprint(lake_.uri("bronze", table.bronze))
+            stale = full_refresh or not silver_outputs_current(lake_, table.name, fingerprint)
             build = materializing(
-                build_silver_table.with_options(refresh_cache=is_stale(target, fingerprint)),
+                build_silver_table.with_options(refresh_cache=stale),
                 [table_asset(settings.lake, "silver", table.name), table_asset(settings.lake, "quarantine", table.name)],
                 asset_deps=[table_asset(settings.lake, "bronze", table.bronze)],
                 metadata=counts_metadata,
             )
-            futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint))
+            futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint, force=full_refresh))
         wait(futures)  # a table stopped by schema drift fails the layer, after the other tables are built
         counts = [future.result() for future in futures]
 
+        repair_outputs(lake_, STREAM_ORDERS, f"bronze {KAFKA_ORDERS}")
         stream = stream_fingerprint(lake_)
         if stream is None:
             ensure_stream_orders(lake_)
         else:
             target = lake_.uri("silver", STREAM_ORDERS)
+            stale = full_refresh or not silver_outputs_current(lake_, STREAM_ORDERS, stream)
             build = materializing(
-                build_stream_orders.with_options(refresh_cache=is_stale(target, stream)),
+                build_stream_orders.with_options(refresh_cache=stale),
                 [table_asset(settings.lake, "silver", STREAM_ORDERS), table_asset(settings.lake, "quarantine", STREAM_ORDERS)],
-                # stream lines are checked against the known products and customers
-                asset_deps=[
-                    table_asset(settings.lake, "bronze", KAFKA_ORDERS),
-                    table_asset(settings.lake, "silver", "crm_prd_info"),
-                    table_asset(settings.lake, "silver", "crm_cust_info"),
-                ],
+                asset_deps=[table_asset(settings.lake, "bronze", KAFKA_ORDERS)],
                 metadata=counts_metadata,
             )
-            counts.append(build(lake_, target_uri=target, fingerprint=stream))
+            counts.append(build(lake_, target_uri=target, fingerprint=stream, force=full_refresh))
 
         for c in counts:
             logger.info(
@@ -101,6 +103,14 @@ def silver_layer(
             description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates.",
         )
         return counts
+
+
+def repair_outputs(lake_: Lake, table: str, upstream: str) -> None:
+    """A silver or quarantine table that cannot be trusted is set aside, so it is rebuilt."""
+    for layer in ("silver", "quarantine"):
+        warning = repair(lake_.uri(layer, table), upstream)
+        if warning:
+            get_run_logger().warning(warning)
 
 
 def counts_metadata(counts: TableCounts) -> dict[str, int]:

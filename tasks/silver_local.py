@@ -1,9 +1,14 @@
 """Run the silver rules in-process: polars over the bronze Delta tables, Delta out.
 
-Quarantine is written before the silver table, and the silver commit records the bronze
-version it was built from, so a crash between the two writes is repaired by the next run.
-A table whose typed columns have changed type (see ``tasks.drift``) is refused before either
-write, so its previous silver and quarantine tables stay as they were.
+Quarantine is written before the silver table, and the silver commit records the state of
+the bronze table it was built from (``lake.table_state``), so a crash between the two writes
+is repaired by the next run. A table whose typed columns have changed type (see
+``tasks.drift``) is refused before either write, so its previous silver and quarantine
+tables stay as they were.
+
+Every count is measured where it happens: rows in are bronze's rows, quarantined rows are
+the quarantine's, merged rows are the ones the merge step removed, rows out are the silver
+table's. ``TableCounts`` fails the table when they do not add up.
 """
 
 from __future__ import annotations
@@ -22,86 +27,98 @@ from tasks.errors import PipelineError
 from tasks.quality import RULE_COLUMN, TableCounts, accepted, quarantined
 from tasks.silver import SilverTable, build, merged
 from tasks.stream_bronze import KAFKA_ORDERS
-from tasks.stream_silver import COORDINATES, STREAM_ORDERS, order_lines, parse_messages, validate
+from tasks.stream_silver import COORDINATES, STREAM_ORDERS, merge_events, parse_messages, validate
 
 COUNTS_KEY = "logistics.counts"
+MERGES_KEY = "logistics.merges"
 
 
 def bronze_fingerprint(bronze_uri: str) -> str:
-    """What a silver table depends on: the version of its bronze table."""
-    version = lake.table_version(bronze_uri)
-    if version is None:
+    """What a silver table depends on: the state of its bronze table, which must be sound."""
+    problem = lake.table_problem(bronze_uri)
+    if problem is not None:
+        raise lake.DamagedTableError(bronze_uri, f"{problem}; run the bronze layer, which rebuilds it")
+    state = lake.table_state(bronze_uri)
+    if state is None:
         raise PipelineError(f"bronze table {bronze_uri} does not exist: run the bronze layer first")
-    return f"{bronze_uri}@v{version}"
+    return state
 
 
-def versioned(uri: str) -> tuple[str, int]:
-    uri, version = uri.rsplit("@v", 1)
-    return uri, int(version)
+def silver_outputs_current(lake_: lake.Lake, table: str, fingerprint: str) -> bool:
+    """True when the silver table and its quarantine were built from ``fingerprint`` and are sound."""
+    uri = lake_.uri("silver", table)
+    return lake.recorded_input(uri) == fingerprint and lake.recorded_input(lake_.uri("quarantine", table)) == fingerprint
 
 
-def run_silver_table(table: SilverTable, lake_: lake.Lake, fingerprint: str) -> TableCounts:
-    """Build one silver table and its quarantine from a bronze version, unless already done."""
+def run_silver_table(table: SilverTable, lake_: lake.Lake, fingerprint: str, force: bool = False) -> TableCounts:
+    """Build one silver table and its quarantine from a bronze state, unless already done (or ``force``)."""
     silver_uri = lake_.uri("silver", table.name)
-    quarantine_uri = lake_.uri("quarantine", table.name)
-    if lake.recorded_input(silver_uri) == fingerprint:
+    if not force and silver_outputs_current(lake_, table.name, fingerprint):
         return recorded_counts(silver_uri)
-    bronze_uri, version = versioned(fingerprint)
+    bronze_uri, version = lake.parse_state(fingerprint)
     bronze = pl.read_delta(bronze_uri, version=version)
-    check_types(table.name, nw.from_native(bronze.lazy()), rows=bronze.height)
+    rows_in = bronze.height
+    check_types(table.name, nw.from_native(bronze.lazy()), rows=rows_in)
     tagged, _, _ = build(table, nw.from_native(bronze.lazy()))
     tagged_frame = tagged.collect().to_native()
     del bronze  # tagged holds every bronze row; keep one copy in memory
     tagged_rows = nw.from_native(tagged_frame.lazy())
     rejected = quarantined(tagged_rows).collect().to_native()
     # Cleanse from the collected frame, so the rules are not evaluated a second time from bronze.
-    silver_frame = merged(table, table.cleanse(accepted(tagged_rows))).collect().to_native()
+    cleansed = table.cleanse(accepted(tagged_rows)).collect().to_native()
+    silver_frame = merged(table, nw.from_native(cleansed.lazy())).collect().to_native()
     counts = TableCounts(
         table=table.name,
-        rows_in=tagged_frame.height,
+        rows_in=rows_in,
         rows_out=silver_frame.height,
         quarantined=rejected.height,
-        merged_duplicates=tagged_frame.height - rejected.height - silver_frame.height,
+        merged_duplicates=cleansed.height - silver_frame.height,
     )
-    write_outputs(silver_uri, silver_frame, quarantine_uri, rejected, fingerprint, counts)
+    write_outputs(lake_, table.name, silver_frame, rejected, fingerprint, counts)
     return counts
 
 
-def write_outputs(silver_uri: str, silver: pl.DataFrame, quarantine_uri: str, rejected: pl.DataFrame, fingerprint: str, counts: TableCounts) -> None:
-    """Quarantine first, then silver: the silver commit (with its input and counts) marks the table done."""
-    lake.overwrite(quarantine_uri, rejected.select(RULE_COLUMN, pl.exclude(RULE_COLUMN)), input_fingerprint=fingerprint)
-    lake.overwrite(silver_uri, silver, input_fingerprint=fingerprint, metadata={COUNTS_KEY: counts.__dict__})
+def write_outputs(
+    lake_: lake.Lake, table: str, silver: pl.DataFrame, rejected: pl.DataFrame, fingerprint: str, counts: TableCounts, merges: dict[str, int] | None = None,
+) -> None:
+    """Quarantine first, then silver: the silver commit (with its input, counts and how the
+    merged rows were merged) marks the table done."""
+    lake.overwrite(lake_.uri("quarantine", table), rejected.select(RULE_COLUMN, pl.exclude(RULE_COLUMN)), input_fingerprint=fingerprint)
+    metadata = {COUNTS_KEY: counts.__dict__, **({MERGES_KEY: merges} if merges else {})}
+    lake.overwrite(lake_.uri("silver", table), silver, input_fingerprint=fingerprint, metadata=metadata)
 
 
 def stream_fingerprint(lake_: lake.Lake) -> str | None:
-    """The stream's silver depends on its bronze table and on the known products and customers."""
-    if not lake.table_exists(lake_.uri("bronze", KAFKA_ORDERS)):
+    """The stream's silver depends on its bronze table only: an unknown customer or product is
+    gold's business (the unknown member), so a changed export never rebuilds the stream."""
+    uri = lake_.uri("bronze", KAFKA_ORDERS)
+    if not lake.table_exists(uri):
         return None
-    return "|".join(bronze_fingerprint(uri) for uri in (
-        lake_.uri("bronze", KAFKA_ORDERS), lake_.uri("silver", "crm_prd_info"), lake_.uri("silver", "crm_cust_info"),
-    ))
+    return bronze_fingerprint(uri)
 
 
-def run_stream_orders(lake_: lake.Lake, fingerprint: str) -> TableCounts:
-    """Parse, validate and deduplicate the streamed orders into silver stream_orders."""
+def run_stream_orders(lake_: lake.Lake, fingerprint: str, force: bool = False) -> TableCounts:
+    """Parse, validate and merge the streamed orders into silver stream_orders (see
+    ``tasks.stream_silver.merge_events`` for the event semantics)."""
     silver_uri = lake_.uri("silver", STREAM_ORDERS)
-    if lake.recorded_input(silver_uri) == fingerprint:
+    if not force and silver_outputs_current(lake_, STREAM_ORDERS, fingerprint):
         return recorded_counts(silver_uri)
-    (bronze_uri, bronze_version), (products_uri, products_version), (customers_uri, customers_version) = map(versioned, fingerprint.split("|"))
+    bronze_uri, bronze_version = lake.parse_state(fingerprint)
     lines = parse_messages(pl.read_delta(bronze_uri, version=bronze_version))
-    products = pl.scan_delta(products_uri, version=products_version).filter(pl.col("prd_end_dt").is_null())
-    customers = pl.scan_delta(customers_uri, version=customers_version)
-    tagged = validate(nw.from_native(lines.lazy()), nw.from_native(products), nw.from_native(customers)).collect().to_native()
+    tagged = validate(nw.from_native(lines.lazy())).collect().to_native()
     rejected = tagged.filter(pl.col(RULE_COLUMN).is_not_null()).select(RULE_COLUMN, "value", "_line_index", *COORDINATES)
-    silver = order_lines(accepted(nw.from_native(tagged.lazy()))).collect().to_native()
+    steps = merge_events(accepted(nw.from_native(tagged.lazy())))
+    typed, first_delivery, latest_event = (step.collect().to_native().height for step in (steps.typed, steps.first_delivery, steps.latest_event))
+    silver = steps.silver.collect().to_native()
+    merges = {"replayed": typed - first_delivery, "superseded": first_delivery - latest_event, "summed": latest_event - silver.height}
     counts = TableCounts(
         table=STREAM_ORDERS,
         rows_in=lines.height,
         rows_out=silver.height,
         quarantined=rejected.height,
-        merged_duplicates=lines.height - rejected.height - silver.height,
+        merged_duplicates=sum(merges.values()),
     )
-    write_outputs(silver_uri, silver, lake_.uri("quarantine", STREAM_ORDERS), rejected, fingerprint, counts)
+    write_outputs(lake_, STREAM_ORDERS, silver, rejected, fingerprint, counts, merges)
     return counts
 
 
@@ -111,12 +128,12 @@ def recorded_counts(silver_uri: str) -> TableCounts:
 
 
 @task(task_run_name="silver-stream_orders", cache_key_fn=input_cache_key, persist_result=True)
-def build_stream_orders(lake_: lake.Lake, target_uri: str, fingerprint: str) -> TableCounts:
-    """Build silver stream_orders (cached on the versions of its inputs)."""
-    return run_stream_orders(lake_, fingerprint)
+def build_stream_orders(lake_: lake.Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts:
+    """Build silver stream_orders (cached on the state of its bronze input)."""
+    return run_stream_orders(lake_, fingerprint, force)
 
 
 @task(task_run_name="silver-{table.name}", cache_key_fn=input_cache_key, persist_result=True)
-def build_silver_table(table: SilverTable, lake_: lake.Lake, target_uri: str, fingerprint: str) -> TableCounts:
-    """Build one silver table (cached on the Delta version of its bronze input)."""
-    return run_silver_table(table, lake_, fingerprint)
+def build_silver_table(table: SilverTable, lake_: lake.Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts:
+    """Build one silver table (cached on the state of its bronze input)."""
+    return run_silver_table(table, lake_, fingerprint, force)

@@ -42,7 +42,7 @@ from tasks.errors import PipelineError
 from tasks.quality import RULE_COLUMN, TableCounts, quarantined
 from tasks.silver import SILVER_TABLES, SilverTable, build
 from tasks.sources import SOURCES, SourceFile
-from tasks.spark_stream import SECRET_KEYS, KafkaSource, run_stream, run_stream_orders, scope_secrets
+from tasks.spark_stream import MERGED_KEY, SECRET_KEYS, KafkaSource, run_stream, run_stream_orders, scope_secrets
 from tasks.spark_tables import INPUT_KEY, Lakehouse, Target
 
 PARALLEL_TABLES = 4
@@ -130,27 +130,28 @@ def run_silver_table(spark: SparkSession, table: SilverTable, lakehouse: Lakehou
     last_bronze = bronze.last_commit(spark)
     if last_bronze is None:
         raise PipelineError(f"bronze table {bronze} does not exist: run the bronze layer first")
-    fingerprint = f"{bronze}@v{last_bronze.version}"
+    fingerprint = bronze.state(last_bronze)
     outputs = (quarantine_target.last_commit(spark), silver_target.last_commit(spark))
     if not all(commit is not None and commit.input == fingerprint for commit in outputs):
         source = nw.from_native(bronze.read(spark, last_bronze.version))
         check_types(table.name, source)
-        tagged, _, silver = build(table, source)
+        tagged, cleansed, silver = build(table, source)
         rejected = quarantined(tagged).to_native()
         rejected = rejected.select(RULE_COLUMN, *(name for name in rejected.columns if name != RULE_COLUMN))
+        merged = cleansed.to_native().count() - silver.to_native().count()
         quarantine_target.overwrite(rejected, {INPUT_KEY: fingerprint})
-        silver_target.overwrite(silver.to_native(), {INPUT_KEY: fingerprint})
+        silver_target.overwrite(silver.to_native(), {INPUT_KEY: fingerprint, MERGED_KEY: merged})
+    else:
+        merged = int(outputs[1].metadata.get(MERGED_KEY, 0))
     rows_in = last_bronze.rows_written
     if rows_in is None:
         rows_in = bronze.read(spark, last_bronze.version).count()
-    rows_out, rejected_rows = silver_target.rows(spark), quarantine_target.rows(spark)
-    return TableCounts(table.name, rows_in, rows_out, rejected_rows, rows_in - rows_out - rejected_rows)
+    return TableCounts(table.name, rows_in, silver_target.rows(spark), quarantine_target.rows(spark), merged)
 
 
 def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCounts], list[PipelineError]]:
     """Every table is attempted: one that fails (schema drift) keeps its previous tables and
-    does not stop the others, as in the local silver-layer flow. Then stream_orders, which
-    needs the current products and the customers."""
+    does not stop the others, as in the local silver-layer flow. Then stream_orders."""
     def attempt(table: SilverTable) -> TableCounts | PipelineError:
         try:
             return run_silver_table(spark, table, lakehouse)
@@ -160,14 +161,12 @@ def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCou
     results = in_parallel(attempt, SILVER_TABLES)
     counts = [r for r in results if isinstance(r, TableCounts)]
     failures = [r for r in results if isinstance(r, PipelineError)]
-    built = {c.table for c in counts}
-    if {"crm_prd_info", "crm_cust_info"} <= built:  # the stream's lines are checked against them
-        try:
-            stream = run_stream_orders(spark, lakehouse)
-        except PipelineError as error:
-            failures.append(error)
-        else:
-            counts += [stream] if stream is not None else []
+    try:
+        stream = run_stream_orders(spark, lakehouse)
+    except PipelineError as error:
+        failures.append(error)
+    else:
+        counts += [stream] if stream is not None else []
     return counts, failures
 
 

@@ -13,7 +13,7 @@ largest per partition), so losing the checkpoint duplicates nothing either.
 
 Silver runs ``tasks.stream_silver.parse_messages`` (polars + orjson) on each Arrow batch of
 bronze through ``mapInArrow``: it keys its rows by position within the batch it is given, so
-batches are independent. ``validate`` and ``order_lines`` are the narwhals rules, on Spark.
+batches are independent. ``validate`` and ``merge_events`` are the narwhals rules, on Spark.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from tasks.quality import RULE_COLUMN, TableCounts, accepted
 from tasks.spark_tables import INPUT_KEY, Commit, Lakehouse, Target
 from tasks.stream_bronze import KAFKA_ORDERS
 from tasks.stream_bronze import decode_texts
-from tasks.stream_silver import COORDINATES, LINE_FIELDS, ORDER_FIELDS, PARSE_RULE, STREAM_ORDERS, STREAM_ORDERS_SCHEMA, order_lines, parse_messages, validate
+from tasks.stream_silver import COORDINATES, LINE_FIELDS, ORDER_FIELDS, PARSE_RULE, STREAM_ORDERS, STREAM_ORDERS_SCHEMA, merge_events, parse_messages, validate
 
 ROWS_IN_KEY = "logistics.rows_in"  # order lines parsed, recorded with silver: the other counts are in the commits
+MERGED_KEY = "logistics.merged"
 METADATA_TIMEOUT_S = 15.0
 # The Java Kafka client's SASL login modules; Databricks' built-in connector shades the client.
 LOGIN_MODULES = {
@@ -255,56 +256,43 @@ def parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
         yield from parsed.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(PARSED_ARROW).to_batches()
 
 
-def stream_inputs(lakehouse: Lakehouse) -> tuple[Target, Target, Target]:
-    """What silver stream_orders is built from: bronze kafka_orders and the known products and customers."""
-    return lakehouse.target("bronze", KAFKA_ORDERS), lakehouse.target("silver", "crm_prd_info"), lakehouse.target("silver", "crm_cust_info")
-
-
 def empty_stream_orders(spark: SparkSession) -> DataFrame:
     return spark.createDataFrame(pl.DataFrame(schema=STREAM_ORDERS_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest()))
 
 
 def run_stream_orders(spark: SparkSession, lakehouse: Lakehouse) -> TableCounts | None:
     """Silver stream_orders and its quarantine, as ``tasks.silver_local.run_stream_orders``
-    builds them, unless both were built from these input versions already. Without bronze
+    builds them, unless both were built from this state of bronze already. Without bronze
     kafka_orders an empty stream_orders is created (gold reads it) and None returned."""
-    bronze, products, customers = stream_inputs(lakehouse)
+    bronze = lakehouse.target("bronze", KAFKA_ORDERS)
     silver_target, quarantine_target = lakehouse.target("silver", STREAM_ORDERS), lakehouse.target("quarantine", STREAM_ORDERS)
-    commits = {target: target.last_commit(spark) for target in (bronze, products, customers)}
-    if commits[bronze] is None:
+    commit = bronze.last_commit(spark)
+    if commit is None:
         if silver_target.last_commit(spark) is None:
             silver_target.overwrite(empty_stream_orders(spark), {INPUT_KEY: "empty"})
         return None
-    missing = [str(target) for target, commit in commits.items() if commit is None]
-    if missing:
-        raise PipelineError(f"silver {STREAM_ORDERS} needs {', '.join(missing)}: run the silver layer's tables first")
-    fingerprint = "|".join(f"{target}@v{commit.version}" for target, commit in commits.items())
+    fingerprint = bronze.state(commit)
     last_silver, last_quarantine = silver_target.last_commit(spark), quarantine_target.last_commit(spark)
     done = last_silver is not None and last_quarantine is not None and last_silver.input == fingerprint == last_quarantine.input
     if not done:
-        rows_in = build_stream_orders(spark, lakehouse, commits, fingerprint)
+        rows_in, merged = build_stream_orders(spark, bronze, commit, silver_target, quarantine_target, fingerprint)
     else:
-        rows_in = int(last_silver.metadata.get(ROWS_IN_KEY, 0))
-    rows_out, quarantined = silver_target.rows(spark), quarantine_target.rows(spark)
-    return TableCounts(STREAM_ORDERS, rows_in, rows_out, quarantined, rows_in - rows_out - quarantined)
+        rows_in, merged = int(last_silver.metadata.get(ROWS_IN_KEY, 0)), int(last_silver.metadata.get(MERGED_KEY, 0))
+    return TableCounts(STREAM_ORDERS, rows_in, silver_target.rows(spark), quarantine_target.rows(spark), merged)
 
 
-def build_stream_orders(spark: SparkSession, lakehouse: Lakehouse, commits: dict[Target, Commit], fingerprint: str) -> int:
-    """Parse, validate and deduplicate; quarantine written first, then silver (which marks it
-    done). Returns the order lines parsed."""
-    bronze, products, customers = stream_inputs(lakehouse)
-    silver_target, quarantine_target = lakehouse.target("silver", STREAM_ORDERS), lakehouse.target("quarantine", STREAM_ORDERS)
-    source = bronze.read(spark, commits[bronze].version).select("value", *COORDINATES)
-    lines = source.mapInArrow(parse_batches, from_arrow_schema(PARSED_ARROW))
-    tagged = validate(
-        nw.from_native(lines),
-        nw.from_native(products.read(spark, commits[products].version).where(F.col("prd_end_dt").isNull())),
-        nw.from_native(customers.read(spark, commits[customers].version)),
-    )
+def build_stream_orders(spark: SparkSession, bronze: Target, commit: Commit, silver_target: Target, quarantine_target: Target, fingerprint: str) -> tuple[int, int]:
+    """Parse, validate and merge (``tasks.stream_silver.merge_events``); quarantine written first,
+    then silver (which marks it done). Returns the order lines parsed and the lines merged."""
+    source = bronze.read(spark, commit.version).select("value", *COORDINATES)
+    lines = source.mapInArrow(parse_batches, from_arrow_schema(PARSED_ARROW)).cache()
+    tagged = validate(nw.from_native(lines))
     rejected = tagged.filter(~nw.col(RULE_COLUMN).is_null()).select(RULE_COLUMN, "value", "_line_index", *COORDINATES).to_native()
+    steps = merge_events(accepted(tagged))
     # A time parsed with a zone-less format is TIMESTAMP_NTZ on Spark; the session is UTC, so the same instant.
-    silver = order_lines(accepted(tagged)).to_native().withColumn("event_time", F.col("event_time").cast("timestamp"))
-    rows_in = lines.count()
+    silver = steps.silver.to_native().withColumn("event_time", F.col("event_time").cast("timestamp"))
+    rows_in, merged = lines.count(), steps.typed.to_native().count() - silver.count()
     quarantine_target.overwrite(rejected, {INPUT_KEY: fingerprint})
-    silver_target.overwrite(silver, {INPUT_KEY: fingerprint, ROWS_IN_KEY: rows_in})
-    return rows_in
+    silver_target.overwrite(silver, {INPUT_KEY: fingerprint, ROWS_IN_KEY: rows_in, MERGED_KEY: merged})
+    lines.unpersist()
+    return rows_in, merged

@@ -34,6 +34,7 @@ class Commit:
     version: int
     metadata: dict[str, Any]
     rows_written: int | None
+    timestamp: str = ""
 
     @property
     def input(self) -> str | None:
@@ -70,7 +71,13 @@ class Target:
             return None
         metadata = _json_object(row["userMetadata"])
         written = (row["operationMetrics"] or {}).get("numOutputRows") if INPUT_KEY in metadata else None
-        return Commit(int(row["version"]), metadata, None if written is None else int(written))
+        return Commit(int(row["version"]), metadata, None if written is None else int(written), str(row["timestamp"]))
+
+    def state(self, commit: Commit) -> str:
+        """What a table downstream is built from: the version and the commit's time, so a table
+        reset by hand or recreated at a version number seen before is not taken for the one
+        recorded (as ``tasks.lake.table_state``)."""
+        return f"{self}@v{commit.version}:{commit.timestamp}"
 
     def rows(self, spark: SparkSession) -> int:
         """Rows in the table, from its last full-replace commit when recorded."""
