@@ -33,6 +33,11 @@ BootstrapServers = Annotated[
 KafkaBlock = Annotated[str | None, typer.Option("--kafka-block", help="Name of a saved 'Kafka Connection' block to use instead.")]
 Engine = Annotated[str | None, typer.Option("--engine", help="Where bronze and silver run: local or databricks (default: $LOGISTICS_ENGINE or local).")]
 DbtTarget = Annotated[str | None, typer.Option("--dbt-target", help="dbt target in dbt_gold/profiles.yml (default: local).")]
+FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild from bronze on purpose, even where the inputs have not changed.")]
+MaxUnknownLines = Annotated[
+    int | None,
+    typer.Option("--max-unknown-lines", min=0, help="Fail when more order lines than this point to the unknown customer or product (default: $LOGISTICS_MAX_UNKNOWN_LINES; unset: no limit)."),
+]
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -76,6 +81,8 @@ def run(
     kafka_block: KafkaBlock = None,
     dbt_target: DbtTarget = None,
     engine: Engine = None,
+    full_refresh: FullRefresh = False,
+    max_unknown_lines: MaxUnknownLines = None,
 ) -> None:
     """Run the whole pipeline: produce orders (with --orders), bronze, silver, then gold (dbt)."""
     from flows.pipeline import logistics_pipeline
@@ -85,6 +92,7 @@ def run(
         lambda: logistics_pipeline(
             source_dir=_text(source_dir), lake=lake, orders=orders, bad_fraction=bad_fraction, seed=seed,
             bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, dbt_target=dbt_target, engine=engine,
+            full_refresh=full_refresh, max_unknown_lines=max_unknown_lines,
         )
     )
     typer.echo(f"gold tables in {summary['gold']}: {summary['gold_rows']}")
@@ -126,21 +134,21 @@ def produce(
 
 
 @app.command()
-def silver(lake: LakeDir = None, engine: Engine = None) -> None:
+def silver(lake: LakeDir = None, engine: Engine = None, full_refresh: FullRefresh = False) -> None:
     """Build the silver tables (and quarantine) from bronze."""
     from flows.silver import silver_layer
 
-    counts = _run(lambda: silver_layer(lake=lake, engine=engine))
+    counts = _run(lambda: silver_layer(lake=lake, engine=engine, full_refresh=full_refresh))
     for c in counts:
         typer.echo(f"{c.table}: {c.rows_in} in, {c.rows_out} out, {c.quarantined} quarantined, {c.merged_duplicates} merged")
 
 
 @app.command()
-def gold(lake: LakeDir = None, dbt_target: DbtTarget = None) -> None:
-    """Build and test the gold models with dbt."""
+def gold(lake: LakeDir = None, dbt_target: DbtTarget = None, full_refresh: FullRefresh = False, max_unknown_lines: MaxUnknownLines = None) -> None:
+    """Build and test the gold models with dbt; publish them when every test passes."""
     from flows.gold import dbt_gold
 
-    counts = _run(lambda: dbt_gold(lake=lake, dbt_target=dbt_target))
+    counts = _run(lambda: dbt_gold(lake=lake, dbt_target=dbt_target, full_refresh=full_refresh, max_unknown_lines=max_unknown_lines))
     typer.echo(f"gold rows: {counts}")
 
 

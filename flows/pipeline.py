@@ -31,6 +31,10 @@ def logistics_pipeline(
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
     dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).")] = None,
+    full_refresh: Annotated[bool, Field(description="Rebuild silver and gold from bronze, even where their inputs have not changed.")] = False,
+    max_unknown_lines: Annotated[
+        int | None, Field(ge=0, description="Fail when more order lines than this point to the unknown customer or product (default: LOGISTICS_MAX_UNKNOWN_LINES; unset: no limit).")
+    ] = None,
 ) -> dict[str, object]:
     """Run the medallion pipeline over the CSV exports and the order stream.
 
@@ -44,6 +48,8 @@ def logistics_pipeline(
         kafka_block: Name of a saved 'Kafka Connection' block.
         dbt_target: dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).
         engine: Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).
+        full_refresh: Rebuild silver and gold from bronze, even where their inputs have not changed.
+        max_unknown_lines: Fail when more order lines than this point to the unknown customer or product.
     """
     settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
     if settings.engine == "databricks":
@@ -52,8 +58,8 @@ def logistics_pipeline(
         stream = {"bootstrap_servers": settings.kafka_bootstrap_servers if not kafka_block else None, "kafka_block": kafka_block}
         produced = produce_messages(count=orders, seed=seed, bad_fraction=bad_fraction, lake=settings.lake, **stream) if orders else None
         bronze = bronze_layer(source_dir=str(settings.source_dir), lake=settings.lake, engine=settings.engine, **stream)
-        silver = silver_layer(lake=settings.lake, engine=settings.engine)
-        gold = dbt_gold(lake=settings.lake, dbt_target=settings.dbt_target)
+        silver = silver_layer(lake=settings.lake, engine=settings.engine, full_refresh=full_refresh)
+        gold = dbt_gold(lake=settings.lake, dbt_target=settings.dbt_target, full_refresh=full_refresh, max_unknown_lines=max_unknown_lines)
 
         summary = {
             "produced_messages": produced["delivered"] if produced else 0,

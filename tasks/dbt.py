@@ -3,12 +3,14 @@ so that every model and test is a task (and an asset) in the Prefect UI."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from tasks.errors import PipelineError
 from tasks.settings import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
@@ -17,11 +19,19 @@ if TYPE_CHECKING:
 GOLD_SCHEMA = "main"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
 STREAM_SOURCE = "source:silver.stream_orders"
+UNKNOWN_MEMBER_KEY = "-1"
+UNKNOWN_MEMBERS_TEST = "assert_unknown_members_within_limit"
+FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 
-def dbt_environment(settings: Settings) -> dict[str, str]:
-    """What the dbt profile reads from the environment."""
-    return {"LOGISTICS_LAKE": settings.lake}
+def dbt_environment(settings: Settings, gold_path: str | None) -> dict[str, str]:
+    """What the dbt profile reads from the environment: the lake, and the DuckDB file to build."""
+    return {"LOGISTICS_LAKE": settings.lake, **({"LOGISTICS_GOLD_PATH": gold_path} if gold_path else {})}
+
+
+def dbt_vars(settings: Settings) -> dict[str, int]:
+    """The project's vars: the limit on order lines under the unknown member, when one is set."""
+    return {} if settings.max_unknown_lines is None else {"max_unknown_member_lines": settings.max_unknown_lines}
 
 
 def dbt_runner(settings: Settings) -> PrefectDbtRunner:
@@ -39,18 +49,43 @@ def dbt_runner(settings: Settings) -> PrefectDbtRunner:
             profiles_dir=DBT_PROJECT_DIR,
             target_path=work_dir / "target",
         ),
-        raise_on_failure=True,
+        raise_on_failure=False,
     )
 
 
-def dbt_build(settings: Settings) -> None:
-    """`dbt build` (models, then their tests); raises naming each failed model or test."""
-    invoke(settings, ["build", "--target", settings.dbt_target], raise_on_failure=True)
+class GoldTestFailure(PipelineError):
+    """`dbt build` failed a model or a test; the message names each one."""
 
 
-def stream_freshness(settings: Settings) -> dict[str, object]:
+def dbt_build(settings: Settings, gold_path: str | None = None, full_refresh: bool = False) -> None:
+    """`dbt build` (models, then their tests) into ``gold_path`` (local target); raises
+    ``GoldTestFailure`` naming each failed model or test in one line."""
+    args = ["build", "--target", settings.dbt_target]
+    if full_refresh:
+        args.append("--full-refresh")
+    result = invoke(settings, args, gold_path)
+    if result.success:
+        return
+    failures = [r for r in getattr(result.result, "results", None) or [] if str(getattr(r.status, "value", r.status)) in FAILED_STATUSES]
+    if not failures:
+        raise GoldTestFailure(f"dbt build failed: {' '.join(str(result.exception or 'no result').split())}")
+    raise GoldTestFailure("; ".join(describe_failure(settings, failure) for failure in failures))
+
+
+def describe_failure(settings: Settings, failure: Any) -> str:
+    """One clause per failed node; the unknown-member limit in the words of its setting."""
+    if failure.node.name == UNKNOWN_MEMBERS_TEST:
+        return (
+            f"{failure.failures} order lines point to the unknown customer or product, over the limit of "
+            f"{settings.max_unknown_lines} (LOGISTICS_MAX_UNKNOWN_LINES)"
+        )
+    message = " ".join(str(failure.message or "").split())
+    return f"{failure.node.resource_type} {failure.node.name} failed: {message}"
+
+
+def stream_freshness(settings: Settings, gold_path: str | None = None) -> dict[str, object]:
     """`dbt source freshness` on the streamed orders: status pass, warn or error, and the age."""
-    result = invoke(settings, ["source", "freshness", "--target", settings.dbt_target, "--select", STREAM_SOURCE], raise_on_failure=False)
+    result = invoke(settings, ["source", "freshness", "--target", settings.dbt_target, "--select", STREAM_SOURCE], gold_path)
     sources = [r for r in getattr(result.result, "results", []) if str(r.node.resource_type) == "source"]
     if not sources:
         return {"status": "runtime error", "message": str(result.exception or "dbt returned no freshness result")}
@@ -62,19 +97,27 @@ def stream_freshness(settings: Settings) -> dict[str, object]:
     }
 
 
-def invoke(settings: Settings, args: list[str], raise_on_failure: bool) -> Any:
-    os.environ.update(dbt_environment(settings))
-    runner = dbt_runner(settings)
-    runner.raise_on_failure = raise_on_failure
+def invoke(settings: Settings, args: list[str], gold_path: str | None) -> Any:
+    """Run dbt in-process with the profile's environment set for this call only."""
+    environment = dbt_environment(settings, gold_path)
+    saved = {name: os.environ.get(name) for name in (*environment, "LOGISTICS_GOLD_PATH")}
+    os.environ.pop("LOGISTICS_GOLD_PATH", None)
+    os.environ.update(environment)
+    variables = dbt_vars(settings)
     try:
-        return runner.invoke(args)
+        return dbt_runner(settings).invoke([*args, *(["--vars", json.dumps(variables)] if variables else [])])
     finally:
         release_duckdb_file()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def release_duckdb_file() -> None:
     """dbt-duckdb keeps its database open in-process after a run; close it so that readers
-    (and the next run) can open gold.duckdb."""
+    (and the next run) can open the file, and so that it can be published."""
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     except ImportError:  # another adapter
@@ -92,3 +135,13 @@ def gold_row_counts(gold_path: str) -> dict[str, int]:
             table: connection.execute(f"select count(*) from {GOLD_SCHEMA}.{table}").fetchone()[0]
             for table in GOLD_TABLES
         }
+
+
+def unknown_member_lines(gold_path: str) -> dict[str, int]:
+    """Order lines whose customer or product is the unknown member, in the local DuckDB file."""
+    with duckdb.connect(gold_path, read_only=True) as connection:
+        customer, product = connection.execute(
+            f"select count(*) filter (where customer_key = '{UNKNOWN_MEMBER_KEY}'), "
+            f"count(*) filter (where product_key = '{UNKNOWN_MEMBER_KEY}') from {GOLD_SCHEMA}.fact_orders"
+        ).fetchone()
+    return {"unknown_customer": customer, "unknown_product": product}

@@ -1,23 +1,36 @@
-"""Whether the local gold is already built from the current silver, so a rerun can skip dbt.
+"""Where the local gold lives while it is built, when it is published, and whether the
+published gold is still the one built from the current silver (so a rerun can skip dbt).
 
-Gold depends on the silver tables' Delta versions, on the dbt project's files and on the
-target. After a successful `dbt build` the flow records those inputs, with the size and
-modification time of gold.duckdb, in ``<lake>/_dbt/gold-inputs.json``. A later run skips
-`dbt build` only when the inputs are the same and gold.duckdb is the file that build left:
-an interrupted build, a deleted database or any write to it after the build means a rebuild.
+Write, audit, publish: `dbt build` writes a new DuckDB file in ``<lake>/_dbt/staging/``
+(never the published one), its tests are the audit, and only a build whose every test
+passed replaces ``<lake>/gold.duckdb``, by an atomic rename. A failed build is kept in
+``<lake>/_dbt/failed/`` for inspection; readers keep the last good gold, and the next run
+builds again from silver.
+
+After publishing, the flow records what the build read (the state of every silver table,
+see ``lake.table_state``; the dbt project's files; the target and vars) together with the
+SHA-256 and the row counts of the published file, in ``<lake>/_dbt/gold-inputs.json``. A
+later run skips `dbt build` only when the inputs are the same and gold.duckdb is still that
+file: it opens, holds the recorded tables with their row counts, and has the recorded hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
+import duckdb
+
 from tasks import lake
+from tasks.dbt import GOLD_TABLES, dbt_vars, gold_row_counts
 from tasks.settings import DBT_PROJECT_DIR, Settings
 
 RECORD = "gold-inputs.json"
 PROJECT_PARTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+GOLD_FILE = "gold.duckdb"
 
 
 def project_digest(project_dir: Path = DBT_PROJECT_DIR) -> str:
@@ -32,40 +45,109 @@ def project_digest(project_dir: Path = DBT_PROJECT_DIR) -> str:
 
 
 def gold_inputs(settings: Settings, silver_tables: list[str]) -> dict[str, object]:
-    """What the gold build reads: the silver versions, the project and the target."""
+    """What the gold build reads: the state of each silver table, the project, the target and vars."""
     lake_ = lake.Lake(settings.lake)
     return {
-        "silver": {name: lake.table_version(lake_.uri("silver", name)) for name in silver_tables},
+        "silver": {name: lake.table_state(lake_.uri("silver", name)) for name in silver_tables},
         "dbt_project": project_digest(),
         "target": settings.dbt_target,
+        "vars": dbt_vars(settings),
     }
 
 
+def _work_dir(settings: Settings) -> Path:
+    return Path(settings.lake) / "_dbt"
+
+
+def staging_path(settings: Settings) -> Path:
+    """Where a build writes; the same file name as gold, so dbt-duckdb's database is `gold` too."""
+    return _work_dir(settings) / "staging" / GOLD_FILE
+
+
+def failed_path(settings: Settings) -> Path:
+    return _work_dir(settings) / "failed" / GOLD_FILE
+
+
+def published_path(settings: Settings) -> Path:
+    return Path(lake.Lake(settings.lake).gold_path)
+
+
+def start_build(settings: Settings) -> Path:
+    """An empty staging file for a new build (what an interrupted build left is removed)."""
+    path = staging_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in (path, _wal(path)):
+        leftover.unlink(missing_ok=True)
+    return path
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def keep_failed_build(settings: Settings) -> Path:
+    """Move a build whose tests failed out of staging, for inspection; gold stays as it was."""
+    failed = failed_path(settings)
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staging_path(settings), failed)
+    _wal(staging_path(settings)).unlink(missing_ok=True)
+    return failed
+
+
+def publish(settings: Settings) -> None:
+    """Replace gold.duckdb with the staged build in one rename. The staged file is checkpointed
+    first, so it is whole without its write-ahead log; a stale log of the old file is removed, as
+    DuckDB would otherwise replay it onto the new one."""
+    staged, published = staging_path(settings), published_path(settings)
+    with duckdb.connect(str(staged)) as connection:
+        connection.execute("checkpoint")
+    _wal(published).unlink(missing_ok=True)
+    os.replace(staged, published)
+
+
 def _record_path(settings: Settings) -> Path:
-    return Path(settings.lake) / "_dbt" / RECORD
+    return _work_dir(settings) / RECORD
 
 
-def _gold_file(settings: Settings) -> dict[str, int] | None:
-    path = Path(lake.Lake(settings.lake).gold_path)
+def file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def published_gold(settings: Settings) -> dict[str, object] | None:
+    """The published file's hash and row counts, or None when it is missing or does not open
+    with every gold table."""
+    path = published_path(settings)
     if not path.is_file():
         return None
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    try:
+        tables = gold_row_counts(str(path))
+    except duckdb.Error:
+        return None
+    return {"sha256": file_digest(path), "tables": tables}
 
 
-def gold_is_current(settings: Settings, inputs: dict[str, object]) -> bool:
-    """True when the last successful build read exactly ``inputs`` and left gold.duckdb as it is."""
+def why_rebuild(settings: Settings, inputs: dict[str, object]) -> str | None:
+    """Why gold must be built again, or None when the published gold is exactly what the
+    last successful build of these inputs published."""
     try:
         recorded = json.loads(_record_path(settings).read_text())
     except (OSError, ValueError):
-        return False
-    return recorded == {"inputs": inputs, "gold_file": _gold_file(settings)} and recorded["gold_file"] is not None
+        return "no earlier build is recorded"
+    if recorded.get("inputs") != inputs:
+        return "silver, the dbt project or its settings changed since the last build"
+    current = published_gold(settings)
+    if current is None:
+        return f"{published_path(settings)} is missing, does not open, or lacks a gold table ({', '.join(GOLD_TABLES)})"
+    if current != recorded.get("gold"):
+        return f"{published_path(settings)} is not the file the last build published (its content or row counts changed)"
+    return None
 
 
 def record_gold_build(settings: Settings, inputs: dict[str, object]) -> None:
-    """Remember what a successful build read (written atomically: a crash leaves the old record)."""
+    """Remember what the published build read and what it published (written atomically)."""
     path = _record_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps({"inputs": inputs, "gold_file": _gold_file(settings)}, sort_keys=True))
+    partial.write_text(json.dumps({"inputs": inputs, "gold": published_gold(settings)}, sort_keys=True))
     partial.replace(path)

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     source_dir: Path = Field(DEFAULT_SOURCE_DIR, description="Folder with source_crm/*.csv and source_erp/*.csv.")
     engine: Literal["local", "databricks"] = Field("local", description="Where bronze and silver run.")
     dbt_target: str = Field("local", description="dbt target in dbt_gold/profiles.yml.")
+    max_unknown_lines: int | None = Field(
+        None, ge=0, description="Most order lines gold may point to the unknown customer or product; more fails the run (unset: no limit).",
+    )
 
     kafka_bootstrap_servers: str | None = Field(
         None,

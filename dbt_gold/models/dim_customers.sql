@@ -18,7 +18,7 @@ erp_locations as (
 
 ),
 
-final as (
+known_customers as (
 
     select
         {{ surrogate_key(['customers.cst_id']) }} as customer_key,
@@ -45,6 +45,31 @@ final as (
 
     left join erp_locations
         on customers.cst_key = erp_locations.cid
+
+),
+
+-- order lines whose customer the CRM does not (or no longer) export point here
+unknown_customer as (
+
+    select
+        {{ unknown_member_key() }} as customer_key,
+        cast(null as {{ dbt.type_bigint() }}) as customer_id,
+        cast(null as {{ dbt.type_string() }}) as customer_number,
+        cast(null as {{ dbt.type_string() }}) as first_name,
+        cast(null as {{ dbt.type_string() }}) as last_name,
+        'n/a' as country,
+        'n/a' as marital_status,
+        'n/a' as gender,
+        cast(null as date) as birthdate,
+        cast(null as date) as create_date
+
+),
+
+final as (
+
+    select * from known_customers
+    union all
+    select * from unknown_customer
 
 )
 

@@ -19,7 +19,7 @@ current_products as (
 
 ),
 
-final as (
+known_products as (
 
     select
         {{ surrogate_key(['current_products.prd_key']) }} as product_key,
@@ -38,6 +38,32 @@ final as (
 
     left join categories
         on current_products.cat_id = categories.id
+
+),
+
+-- order lines whose product is not (or no longer) a current product point here
+unknown_product as (
+
+    select
+        {{ unknown_member_key() }} as product_key,
+        cast(null as {{ dbt.type_bigint() }}) as product_id,
+        cast(null as {{ dbt.type_string() }}) as product_number,
+        cast(null as {{ dbt.type_string() }}) as product_name,
+        'n/a' as category_id,
+        cast(null as {{ dbt.type_string() }}) as category,
+        cast(null as {{ dbt.type_string() }}) as subcategory,
+        cast(null as {{ dbt.type_string() }}) as maintenance,
+        cast(null as double) as cost,
+        'n/a' as product_line,
+        cast(null as date) as start_date
+
+),
+
+final as (
+
+    select * from known_products
+    union all
+    select * from unknown_product
 
 )
 

@@ -1,17 +1,21 @@
 {#
-    One row per order line, from the CRM sales history and the streamed orders.
-    Incremental: each run reads only the silver rows ingested after the latest
-    `_ingested_at` already loaded from the same source, and replaces lines by
-    (order_number, product_key). When both sources hold the same line, the CRM wins.
+    One row per order line (order_number + product_number), from the CRM sales export and
+    the streamed orders, rebuilt from silver at every build, so that gold is exactly what
+    the sources say now:
+
+    - the CRM export is a full snapshot: its lines are the CRM's whole truth, so lines it
+      no longer holds leave and corrected lines change;
+    - silver stream_orders already holds the current state of each streamed order (replays
+      merged, later events replacing earlier ones), and is never rebuilt for a changed export;
+    - where both hold a line, the CRM line wins;
+    - keys are looked up in the dimensions as they are now: a customer or product that is
+      not (or no longer) there is the unknown member ('-1'), never a failed build.
 #}
 
 {{
     config(
-        materialized='incremental',
-        unique_key=['order_number', 'product_key'],
-        incremental_strategy=('delete+insert' if target.type == 'duckdb' else 'merge'),
-        file_format=(none if target.type == 'duckdb' else 'delta'),
-        on_schema_change='fail'
+        materialized='table',
+        file_format=(none if target.type == 'duckdb' else 'delta')
     )
 }}
 
@@ -21,27 +25,25 @@ crm_sales as (
 
     select * from {{ source('silver', 'crm_sales_details') }}
 
-    {% if is_incremental() %}
-    where _ingested_at > (
-        select coalesce(max(_ingested_at), cast('1900-01-01' as timestamp))
-        from {{ this }}
-        where source = 'crm'
-    )
-    {% endif %}
-
 ),
 
 stream_orders as (
 
     select * from {{ source('silver', 'stream_orders') }}
 
-    {% if is_incremental() %}
-    where _ingested_at > (
-        select coalesce(max(_ingested_at), cast('1900-01-01' as timestamp))
-        from {{ this }}
-        where source = 'stream'
-    )
-    {% endif %}
+),
+
+customers as (
+
+    select customer_key, customer_id from {{ ref('dim_customers') }}
+    where customer_id is not null
+
+),
+
+products as (
+
+    select product_key, product_number from {{ ref('dim_products') }}
+    where product_number is not null
 
 ),
 
@@ -49,8 +51,8 @@ crm_order_lines as (
 
     select
         sls_ord_num as order_number,
-        {{ surrogate_key(['sls_prd_key']) }} as product_key,
-        {{ surrogate_key(['sls_cust_id']) }} as customer_key,
+        sls_prd_key as product_number,
+        sls_cust_id as customer_id,
         sls_order_dt as order_date,
         sls_ship_dt as shipping_date,
         sls_due_dt as due_date,
@@ -58,32 +60,35 @@ crm_order_lines as (
         sls_quantity as quantity,
         sls_price as price,
         'crm' as source,
-        _ingested_at,
-        1 as source_priority,
-        cast(null as {{ dbt.type_string() }}) as event_id
+        _ingested_at
 
     from crm_sales
 
 ),
 
+-- a streamed line that the CRM export also holds is the CRM's
 stream_order_lines as (
 
     select
-        sls_ord_num as order_number,
-        {{ surrogate_key(['sls_prd_key']) }} as product_key,
-        {{ surrogate_key(['sls_cust_id']) }} as customer_key,
-        sls_order_dt as order_date,
-        sls_ship_dt as shipping_date,
-        sls_due_dt as due_date,
-        sls_sales as sales_amount,
-        sls_quantity as quantity,
-        sls_price as price,
+        stream_orders.sls_ord_num as order_number,
+        stream_orders.sls_prd_key as product_number,
+        stream_orders.sls_cust_id as customer_id,
+        stream_orders.sls_order_dt as order_date,
+        stream_orders.sls_ship_dt as shipping_date,
+        stream_orders.sls_due_dt as due_date,
+        stream_orders.sls_sales as sales_amount,
+        stream_orders.sls_quantity as quantity,
+        stream_orders.sls_price as price,
         'stream' as source,
-        _ingested_at,
-        2 as source_priority,
-        event_id
+        stream_orders._ingested_at
 
     from stream_orders
+
+    left join crm_sales
+        on stream_orders.sls_ord_num = crm_sales.sls_ord_num
+        and stream_orders.sls_prd_key = crm_sales.sls_prd_key
+
+    where crm_sales.sls_ord_num is null
 
 ),
 
@@ -95,56 +100,30 @@ order_lines as (
 
 ),
 
--- one row per (order_number, product_key): the CRM line if there is one, else the
--- latest streamed line
-ranked_order_lines as (
-
-    select
-        *,
-        row_number() over (
-            partition by order_number, product_key
-            order by source_priority, _ingested_at desc, event_id desc
-        ) as line_rank
-
-    from order_lines
-
-),
-
-deduplicated as (
-
-    select * from ranked_order_lines
-    where line_rank = 1
-
-),
-
 final as (
 
     select
-        order_number,
-        product_key,
-        customer_key,
-        order_date,
-        shipping_date,
-        due_date,
-        sales_amount,
-        quantity,
-        price,
-        source,
-        _ingested_at
+        order_lines.order_number,
+        coalesce(products.product_key, {{ unknown_member_key() }}) as product_key,
+        coalesce(customers.customer_key, {{ unknown_member_key() }}) as customer_key,
+        order_lines.product_number,
+        order_lines.customer_id,
+        order_lines.order_date,
+        order_lines.shipping_date,
+        order_lines.due_date,
+        order_lines.sales_amount,
+        order_lines.quantity,
+        order_lines.price,
+        order_lines.source,
+        order_lines._ingested_at
 
-    from deduplicated
+    from order_lines
 
-    {% if is_incremental() %}
-    -- a streamed line never replaces a CRM line loaded by an earlier run
-    where source = 'crm'
-        or not exists (
-            select 1
-            from {{ this }} as loaded
-            where loaded.source = 'crm'
-                and loaded.order_number = deduplicated.order_number
-                and loaded.product_key = deduplicated.product_key
-        )
-    {% endif %}
+    left join products
+        on order_lines.product_number = products.product_number
+
+    left join customers
+        on order_lines.customer_id = customers.customer_id
 
 )
 

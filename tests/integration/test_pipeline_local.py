@@ -61,7 +61,10 @@ def test_gold_contract(pipeline_run):
     columns = {
         "dim_customers": ["customer_key", "customer_id", "customer_number", "first_name", "last_name", "country", "marital_status", "gender", "birthdate", "create_date"],
         "dim_products": ["product_key", "product_id", "product_number", "product_name", "category_id", "category", "subcategory", "maintenance", "cost", "product_line", "start_date"],
-        "fact_orders": ["order_number", "product_key", "customer_key", "order_date", "shipping_date", "due_date", "sales_amount", "quantity", "price", "source"],
+        "fact_orders": [
+            "order_number", "product_key", "customer_key", "product_number", "customer_id", "order_date", "shipping_date", "due_date",
+            "sales_amount", "quantity", "price", "source",
+        ],
     }
     for table, expected in columns.items():
         frame = gold_frame(lake, f"select * from {table}")

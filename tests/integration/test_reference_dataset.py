@@ -35,10 +35,11 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_gold_row_counts_match_the_published_results(reference_lake):
     counts = gold_frame(
         reference_lake,
-        "select (select count(*) from dim_customers) c, (select count(*) from dim_products) p, "
-        "(select count(*) from fact_orders) f",
+        "select (select count(customer_id) from dim_customers) c, (select count(product_id) from dim_products) p, "
+        "(select count(*) from fact_orders) f, (select count(*) from dim_customers where customer_key = '-1') u",
     ).row(0)
-    assert counts == (18484, 295, 60398)
+    assert counts == (18484, 295, 60398, 1)  # and the unknown member, key '-1'
+    assert gold_frame(reference_lake, "select count(*) from fact_orders where customer_key = '-1' or product_key = '-1'").item() == 0
 
 
 def test_silver_customer_dirt(reference_lake):
