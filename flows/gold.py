@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
 from tasks.assets import link_dbt_sources
-from tasks.dbt import GoldTestFailure, dbt_build, gold_row_counts, stream_freshness, unknown_member_lines
+from tasks.dbt import UNKNOWN_MEMBER_KEY, GoldTestFailure, dbt_build, gold_row_counts, stream_freshness, unknown_member_lines
 from tasks.errors import PipelineError
 from tasks.gold_state import failed_path, gold_inputs, keep_failed_build, publish, published_path, record_gold_build, start_build, why_rebuild
 from tasks.lake import DamagedTableError, Lake, row_count, table_exists, table_problem
@@ -138,16 +138,16 @@ def report_unknown_members(unknown: dict[str, int]) -> None:
         logger.info("fact_orders: every order line has its customer and product")
         return
     logger.warning(
-        "fact_orders: %d order lines point to the unknown customer, %d to the unknown product (key '-1'; "
+        "fact_orders: %d order lines point to the unknown customer, %d to the unknown product (key '%s'; "
         "their customer_id and product_number are kept in fact_orders)",
-        unknown["unknown_customer"], unknown["unknown_product"],
+        unknown["unknown_customer"], unknown["unknown_product"], UNKNOWN_MEMBER_KEY,
     )
     create_markdown_artifact(
         key="unknown-members",
         markdown=(
             "| order lines pointing to | count |\n| --- | --- |\n"
             f"| the unknown customer | {unknown['unknown_customer']} |\n| the unknown product | {unknown['unknown_product']} |\n\n"
-            "`select * from fact_orders where customer_key = '-1' or product_key = '-1'`"
+            f"`select * from fact_orders where customer_key = '{UNKNOWN_MEMBER_KEY}' or product_key = '{UNKNOWN_MEMBER_KEY}'`"
         ),
         description="Order lines whose customer or product is not (or no longer) in the dimension",
     )

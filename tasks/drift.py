@@ -40,7 +40,6 @@ import math
 from dataclasses import dataclass
 
 import narwhals as nw
-from deltalake import DeltaTable
 
 from tasks import lake
 from tasks.errors import PipelineError
@@ -163,10 +162,10 @@ def find_new_columns(lake_: lake.Lake) -> list[DriftFinding]:
     known_extra = {*METADATA_COLUMNS, BRONZE_ERROR}
     findings = []
     for source in SOURCES:
-        uri = lake_.uri("bronze", source.table)
-        if not lake.table_exists(uri):
+        table = lake.open_table(lake_.uri("bronze", source.table))
+        if table is None:
             continue
-        for field in DeltaTable(uri).schema().fields:
+        for field in table.schema().fields:
             if field.name not in source.columns and field.name not in known_extra:
                 findings.append(DriftFinding(source.table, source.relative_path, field.name, "new column"))
     return findings
