@@ -1,4 +1,4 @@
-"""Bronze CSV ingest alone: seconds and peak RSS of `tasks.bronze.ingest_csv` per source file.
+"""Bronze CSV ingest alone: seconds and peak RSS of `tasks.local.bronze.ingest_csv` per source file.
 
     .venv/bin/python -m benchmarks.bronze_bench --scale 30 [--data DIR] [--repeat 2]
 
@@ -29,8 +29,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from datasets.generate import generate_datasets
-    from tasks.bronze import fingerprint_csv, ingest_csv
-    from tasks.sources import SOURCES
+    from tasks.local.bronze import fingerprint_csv, ingest_csv
+    from tasks.core.contract import SOURCES
 
     data = args.data or DATA_DIR / f"bronze-{scale_tag(args.scale)}"
     if not (data / SOURCES[0].relative_path).is_file():

@@ -134,9 +134,9 @@ def _wrapper_flow(name: str, body):
 def average_record_bytes(sample: int = 20_000) -> dict[str, float]:
     """Average key and value size of the project's order messages (the shipped reference data)."""
     try:
-        from tasks.orders import generate_orders, reference_data
+        from tasks.core.orders import generate_orders, reference_data
     except ImportError as error:
-        raise NotAvailable(f"tasks.orders is not importable: {error}") from None
+        raise NotAvailable(f"tasks.core.orders is not importable: {error}") from None
     reference = reference_data(str(OUT_DIR / "no-lake"))  # no silver there: customers and products from the CSVs
     batch = generate_orders(sample, 1, reference.customers, reference.products, 0.0)
     return {
@@ -166,9 +166,9 @@ def ingest_project(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
     """The project's Kafka -> bronze kafka_orders ingestion (flows.bronze.ingest_stream)."""
     try:
         from flows.bronze import ingest_stream
-        from tasks.kafka import KafkaConnection
-        from tasks.lake import Lake, row_count
-        from tasks.stream_bronze import KAFKA_ORDERS
+        from tasks.kafka.connection import KafkaConnection
+        from tasks.local.lake import Lake, row_count
+        from tasks.local.stream import KAFKA_ORDERS
     except ImportError as error:
         raise NotAvailable(f"stream ingestion is not available yet: {error}") from None
     lake = Lake(str(fresh_dir(OUT_DIR / "ingest-lake")))
@@ -224,7 +224,7 @@ def producer_perf(bootstrap: str, topic: str, count: int, record_bytes: int, ext
 
 def project_batching_props() -> list[str]:
     """linger.ms, batch.size and compression.type as the project's producer sets them."""
-    from tasks.kafka import KafkaConnection
+    from tasks.kafka.connection import KafkaConnection
 
     config = KafkaConnection(bootstrap_servers="unused").producer_config()
     return [f"{name}={config[name]}" for name in ("linger.ms", "batch.size", "compression.type") if name in config]
@@ -355,7 +355,7 @@ def kafka_section(messages: int, broker: BrokerHandle | None, broker_error: str 
 def fill_topic_with_orders(bootstrap: str, topic: str, count: int) -> None:
     """Order messages without the project's producer flow (only when that flow is unavailable)."""
     from confluent_kafka import Producer
-    from tasks.orders import generate_orders, reference_data
+    from tasks.core.orders import generate_orders, reference_data
 
     create_topic(bootstrap, topic)
     reference = reference_data(str(OUT_DIR / "no-lake"))

@@ -9,7 +9,7 @@ idiom the reference project's CASE expressions turn into in pandas), repairs amo
 end dates with ``groupby().shift()``, deduplicates with ``sort_values().drop_duplicates()``, and
 writes silver and quarantine as Delta tables with ``write_deltalake``.
 
-The rules are the project's (tasks/silver.py), with the same outcomes: the harness checks that
+The rules are the project's (tasks/core/silver.py), with the same outcomes: the harness checks that
 row counts and sums agree with the project's output before it reports any rate.
 """
 

@@ -42,7 +42,7 @@ def profile_silver(scale: float) -> None:
     with profiler:
         run_project(bronze, work / "project")
     seconds = time.perf_counter() - began
-    header = f"# silver step (tasks.silver_local.run_silver_table x {', '.join(TABLES)}) at scale {scale:g}: " \
+    header = f"# silver step (tasks.local.silver.run_silver_table x {', '.join(TABLES)}) at scale {scale:g}: " \
              f"{sales_lines(rows)} sales lines in {seconds:.2f}s\n"
     (PROFILES / f"silver-s{scale:g}-pyinstrument.txt").write_text(header + profiler.output_text(unicode=True, color=False, show_all=False))
 
@@ -60,9 +60,9 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
     import narwhals as nw
     import polars as pl
 
-    import tasks.silver as rules
-    from tasks.quality import RULE_COLUMN, accepted, quarantined, tag_rejects
-    from tasks.silver import SILVER_BY_NAME, build, with_staged_columns
+    import tasks.core.silver as rules
+    from tasks.core.quality import RULE_COLUMN, accepted, quarantined, tag_rejects
+    from tasks.core.silver import SILVER_BY_NAME, build, with_staged_columns
 
     table = SILVER_BY_NAME["crm_sales_details"]
     out = [f"# crm_sales_details at scale {scale:g}: silver parts timed one by one (seconds, best of 2)\n"]
@@ -79,9 +79,9 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
     out.append(f"{best(lambda: pl.read_delta(bronze_uri)):8.2f}  pl.read_delta ({frame.height} rows)\n")
     lazy = nw.from_native(frame.lazy())
     try:
-        from tasks.drift import check_types
+        from tasks.core.drift import check_types
 
-        out.append(f"{best(lambda: check_types(table.name, lazy)):8.2f}  tasks.drift.check_types (a pass parsing every typed column)\n")
+        out.append(f"{best(lambda: check_types(table.name, lazy)):8.2f}  tasks.core.drift.check_types (a pass parsing every typed column)\n")
     except ImportError:
         pass
     tagged, _, silver = build(table, lazy)
@@ -111,10 +111,10 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
     helper = lambda: lazy.select(rules.to_date("sls_order_dt", "yyyymmdd").alias("d")).collect()  # noqa: E731
     native = lambda: frame.lazy().select(pl.col("sls_order_dt").str.strip_chars().str.to_date("%Y%m%d", strict=False).alias("d")).collect()  # noqa: E731
     same = helper().to_native()["d"].equals(native()["d"])
-    out.append(f"{best(helper):8.2f}  tasks.silver.to_date (regex + y/m/d validity + strptime; text() repeated inside)\n")
+    out.append(f"{best(helper):8.2f}  tasks.core.silver.to_date (regex + y/m/d validity + strptime; text() repeated inside)\n")
     out.append(f"{best(native):8.2f}  pl.col().str.strip_chars().str.to_date(strict=False)   (same result: {same})\n")
     trimmed = lambda: lazy.select(rules.text("sls_order_dt").alias("t")).collect()  # noqa: E731
-    out.append(f"{best(trimmed):8.2f}  tasks.silver.text (strip + length + when/then)\n")
+    out.append(f"{best(trimmed):8.2f}  tasks.core.silver.text (strip + length + when/then)\n")
     return "".join(out)
 
 

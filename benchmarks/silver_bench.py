@@ -30,8 +30,8 @@ OUTPUT_FORMAT = {"project": "delta", "pandas": "delta", "duckdb": "parquet"}
 
 def build_bronze(source_dir: Path, root: Path) -> dict[str, str]:
     """Bronze Delta tables made by the project's own bronze code (not timed)."""
-    from tasks.bronze import fingerprint_csv, ingest_csv
-    from tasks.sources import SOURCES_BY_TABLE
+    from tasks.local.bronze import fingerprint_csv, ingest_csv
+    from tasks.core.contract import SOURCES_BY_TABLE
 
     uris = {}
     for name in TABLES:
@@ -47,9 +47,9 @@ def build_bronze(source_dir: Path, root: Path) -> dict[str, str]:
 
 
 def run_project(bronze: dict[str, str], out: Path) -> dict[str, Any]:
-    from tasks.lake import Lake
-    from tasks.silver import SILVER_BY_NAME
-    from tasks.silver_local import bronze_fingerprint, run_silver_table
+    from tasks.local.lake import Lake
+    from tasks.core.silver import SILVER_BY_NAME
+    from tasks.local.silver import bronze_fingerprint, run_silver_table
 
     lake = Lake(str(out))
     counts = {}
@@ -228,7 +228,7 @@ def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None
             "duckdb_parts_s": {k: round(v, 3) for k, v in duckdb_parts.items()},
             "duckdb_statements_only_rows_per_s": duckdb_statement_rate,
             "duckdb_includes": "deltalake Delta->Arrow read + register + the 6 COPY statements (2 per table: silver, quarantine)",
-            "project_includes": "tasks.silver_local.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
+            "project_includes": "tasks.local.silver.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
             "pandas_includes": "benchmarks/pandas_silver.py (DeltaTable.to_pandas, apply/np.where/np.select, 2 Delta writes)",
             **checks,
         },

@@ -15,16 +15,16 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from tasks.assets import landing_asset, materializing, source_asset, table_asset, topic_asset
-from tasks.bronze import check_source, ingest_source
-from tasks.caching import is_stale
-from tasks.databricks import run_on_databricks, stream_settings
-from tasks.kafka import KafkaConnection, check_broker, client_extras, load_kafka_connection
-from tasks.lake import DamagedTableError, Lake, repair, row_count, table_problem
-from tasks.lock import lake_lock
+from tasks.orchestration.assets import landing_asset, materializing, source_asset, table_asset, topic_asset
+from tasks.local.bronze import check_source, ingest_source
+from tasks.orchestration.caching import is_stale
+from tasks.databricks.jobs import run_on_databricks, stream_settings
+from tasks.kafka.connection import KafkaConnection, check_broker, client_extras, load_kafka_connection
+from tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
+from tasks.local.lock import lake_lock
 from tasks.settings import load_settings
-from tasks.sources import SOURCES
-from tasks.stream_bronze import KAFKA_ORDERS, Batch, KafkaReader, landing_batches, write_batch
+from tasks.core.contract import SOURCES
+from tasks.local.stream import KAFKA_ORDERS, Batch, KafkaReader, landing_batches, write_batch
 
 
 @flow(name="bronze-layer")

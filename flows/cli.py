@@ -58,7 +58,7 @@ def _run(action: Callable[[], Any]) -> Any:
 
 def _check_engine(engine: str | None) -> None:
     """engine=databricks without credentials fails here, before any server or flow starts."""
-    from tasks.databricks import require_credentials
+    from tasks.databricks.jobs import require_credentials
     from tasks.settings import load_settings
 
     settings = load_settings(engine=engine)

@@ -17,9 +17,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from tasks.lake import Lake
-from tasks.lock import LakeLockTimeout, describe, lake_lock, read_holder
-from tasks.maintenance import (
+from tasks.local.lake import Lake
+from tasks.local.lock import LakeLockTimeout, describe, lake_lock, read_holder
+from tasks.local.maintenance import (
     UNLOCKED_MIN_RETENTION_HOURS,
     MaintenanceSettings,
     TableMaintenance,

@@ -29,7 +29,7 @@ from prefect.exceptions import MissingContextError
 from pydantic import Field
 
 from tasks.errors import PipelineError
-from tasks.kafka import (
+from tasks.kafka.connection import (
     MESSAGE_TIMEOUT_MS,
     KafkaConnection,
     reason,
@@ -38,7 +38,7 @@ from tasks.kafka import (
     ensure_topic,
     load_kafka_connection,
 )
-from tasks.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders, reference_data
+from tasks.core.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders, reference_data
 from tasks.settings import load_settings
 
 CHUNK = 50_000  # messages generated (and held in memory) at a time

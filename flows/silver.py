@@ -16,17 +16,17 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from tasks.assets import materializing, table_asset
-from tasks.databricks import run_on_databricks
-from tasks.drift import drift_markdown, find_new_columns
-from tasks.lake import Lake, repair
-from tasks.lock import lake_lock
-from tasks.quality import TableCounts
+from tasks.orchestration.assets import materializing, table_asset
+from tasks.databricks.jobs import run_on_databricks
+from tasks.core.drift import drift_markdown, find_new_columns
+from tasks.local.lake import Lake, repair
+from tasks.local.lock import lake_lock
+from tasks.core.quality import TableCounts
 from tasks.settings import load_settings
-from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, build_silver_table, build_stream_orders, silver_outputs_current, stream_fingerprint
-from tasks.stream_bronze import KAFKA_ORDERS
-from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.silver import bronze_fingerprint, build_silver_table, build_stream_orders, silver_outputs_current, stream_fingerprint
+from tasks.local.stream import KAFKA_ORDERS
+from tasks.core.stream import STREAM_ORDERS, ensure_stream_orders
 
 PARALLEL_TABLES = 2
 """Silver tables built at once. polars already spreads one table over every core; a second

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.bronze import fingerprint_csv, ingest_csv
-from tasks.lake import Lake
-from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, run_silver_table
-from tasks.sources import SOURCES
+from tasks.local.bronze import fingerprint_csv, ingest_csv
+from tasks.local.lake import Lake
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.silver import bronze_fingerprint, run_silver_table
+from tasks.core.contract import SOURCES
 
 
 def build_local_layers(sources: Path, lake: Lake) -> None:

@@ -334,13 +334,13 @@ def materialization_edges(stack: Stack, since: datetime, prefixes: list[str]) ->
 
 
 def expected_edges(lake: Path, streamed: bool) -> set[tuple[str, str]]:
-    """source CSV -> bronze -> silver -> dbt source -> gold, with the keys tasks/assets.py makes."""
-    from tasks.assets import dbt_source_asset, gold_asset, landing_asset, source_asset, table_asset
+    """source CSV -> bronze -> silver -> dbt source -> gold, with the keys tasks/orchestration/assets.py makes."""
+    from tasks.orchestration.assets import dbt_source_asset, gold_asset, landing_asset, source_asset, table_asset
     from tasks.settings import DEFAULT_SOURCE_DIR
-    from tasks.silver import SILVER_TABLES
-    from tasks.sources import SOURCES
-    from tasks.stream_bronze import KAFKA_ORDERS
-    from tasks.stream_silver import STREAM_ORDERS
+    from tasks.core.silver import SILVER_TABLES
+    from tasks.core.contract import SOURCES
+    from tasks.local.stream import KAFKA_ORDERS
+    from tasks.core.stream import STREAM_ORDERS
 
     root = str(lake)
     edges = {(source_asset(s.path(DEFAULT_SOURCE_DIR)).key, table_asset(root, "bronze", s.table).key) for s in SOURCES}
@@ -366,7 +366,7 @@ def expected_edges(lake: Path, streamed: bool) -> set[tuple[str, str]]:
 def test_server_lists_assets_with_their_upstream_assets(stack, run, request):
     fixture = request.getfixturevalue(run)
     lake = fixture if isinstance(fixture, Path) else fixture[1]
-    from tasks.assets import asset_key
+    from tasks.orchestration.assets import asset_key
     from tasks.settings import DEFAULT_SOURCE_DIR
 
     expected = expected_edges(lake, streamed=run == "python_run")

@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks.quality import RULE_COLUMN
-from tasks.silver import SILVER_TABLES
-from tasks.silver_local import recorded_counts
-from tasks.sources import BRONZE_ERROR
+from tasks.core.quality import RULE_COLUMN
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.silver import recorded_counts
+from tasks.core.contract import BRONZE_ERROR
 
 from tests.cli_runner import run_cli
 

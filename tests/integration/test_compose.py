@@ -171,7 +171,7 @@ def setting_names() -> list[tuple[str, ...]]:
     """For each pipeline setting, the environment variables that set it."""
     from pydantic import AliasChoices, BaseModel
 
-    from tasks.databricks_settings import DatabricksSettings
+    from tasks.databricks.settings import DatabricksSettings
     from tasks.settings import Settings
 
     result = []
@@ -206,7 +206,7 @@ def test_env_example_holds_no_secrets():
 
 def test_env_example_values_are_valid_settings(monkeypatch):
     """Loaded into the environment as it is, .env.example gives valid pipeline settings."""
-    from tasks.databricks_settings import load_databricks_settings
+    from tasks.databricks.settings import load_databricks_settings
     from tasks.settings import load_settings
 
     for name, value in example_names().items():

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from deltalake import DeltaTable
 
-from tasks.silver import SILVER_TABLES
+from tasks.core.silver import SILVER_TABLES
 from tests.cli_runner import run_cli
 from tests.lake_snapshot import versions
 from tests.oracle import GOLD_QUERIES, current_products, expected_gold

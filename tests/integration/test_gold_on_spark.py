@@ -25,10 +25,10 @@ import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from polars.testing import assert_frame_equal
 
-from tasks.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
-from tasks.lake import Lake
-from tasks.silver import SILVER_TABLES
-from tasks.stream_silver import STREAM_ORDERS, STREAM_ORDERS_SCHEMA, ensure_stream_orders
+from tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
+from tasks.local.lake import Lake
+from tasks.core.silver import SILVER_TABLES
+from tasks.core.stream import STREAM_ORDERS, STREAM_ORDERS_SCHEMA, ensure_stream_orders
 from tests.local_layers import build_local_layers
 
 pytestmark = pytest.mark.spark

@@ -20,16 +20,16 @@ from dbt.cli.main import dbtRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.bronze import fingerprint_csv, ingest_csv
-from tasks.dbt import release_duckdb_file
-from tasks.lake import Lake
-from tasks.quality import RULE_COLUMN
+from tasks.local.bronze import fingerprint_csv, ingest_csv
+from tasks.gold.dbt import release_duckdb_file
+from tasks.local.lake import Lake
+from tasks.core.quality import RULE_COLUMN
 from tasks.settings import DBT_PROJECT_DIR
-from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, run_silver_table, run_stream_orders
-from tasks.sources import SOURCES
-from tasks.stream_bronze import KAFKA_ORDERS, Batch, _frame, landing_app_id, write_batch
-from tasks.stream_silver import STREAM_ORDERS
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.silver import bronze_fingerprint, run_silver_table, run_stream_orders
+from tasks.core.contract import SOURCES
+from tasks.local.stream import KAFKA_ORDERS, Batch, _frame, landing_app_id, write_batch
+from tasks.core.stream import STREAM_ORDERS
 
 GOLD_PROPERTY = settings(
     max_examples=12,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from tasks.silver import SILVER_TABLES
+from tasks.core.silver import SILVER_TABLES
 from tests.lake_snapshot import gold_frame, snapshot, versions
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -107,7 +107,7 @@ def test_gold_rebuilds_only_when_it_or_its_inputs_changed(pipeline_run):
 def test_the_project_digest_follows_every_model_and_test_file(tmp_path):
     import shutil
 
-    from tasks.gold_state import project_digest
+    from tasks.gold.state import project_digest
     from tasks.settings import DBT_PROJECT_DIR
 
     project = tmp_path / "dbt_gold"

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from flows.produce import produce_messages
 from tasks.errors import PipelineError
-from tasks.kafka import KafkaConnection, client_extras
+from tasks.kafka.connection import KafkaConnection, client_extras
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

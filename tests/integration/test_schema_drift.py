@@ -1,4 +1,4 @@
-"""The schema drift policy (tasks/drift.py), one test per case, on real Delta tables:
+"""The schema drift policy (tasks/core/drift.py), one test per case, on real Delta tables:
 a new column carries on with a warning finding, a removed column is refused by bronze, a
 changed type stops silver for that table and leaves it as it was."""
 
@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks import lake as lake_io
-from tasks.bronze import SourceFileError, fingerprint_csv, ingest_csv
-from tasks.drift import DriftFinding, SchemaDriftError, drift_markdown, find_new_columns
-from tasks.lake import Lake
-from tasks.silver import SILVER_BY_NAME
-from tasks.silver_local import bronze_fingerprint, run_silver_table
-from tasks.sources import SOURCES_BY_TABLE
+from tasks.local import lake as lake_io
+from tasks.local.bronze import SourceFileError, fingerprint_csv, ingest_csv
+from tasks.core.drift import DriftFinding, SchemaDriftError, drift_markdown, find_new_columns
+from tasks.local.lake import Lake
+from tasks.core.silver import SILVER_BY_NAME
+from tasks.local.silver import bronze_fingerprint, run_silver_table
+from tasks.core.contract import SOURCES_BY_TABLE
 
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -149,9 +149,9 @@ def test_below_the_threshold_bad_values_are_left_to_the_rules(sources, tmp_path)
 
 
 def test_a_big_table_is_screened_on_a_sample_and_the_error_counts_in_full(sources, tmp_path, monkeypatch):
-    import tasks.drift
+    import tasks.core.drift
 
-    monkeypatch.setattr(tasks.drift, "SAMPLE_ROWS", 500)
+    monkeypatch.setattr(tasks.core.drift, "SAMPLE_ROWS", 500)
     table = "crm_sales_details"
     rewrite(SOURCES_BY_TABLE[table].path(sources), _replace("sls_quantity", lambda v: f"{v}.0"))
     with pytest.raises(SchemaDriftError, match=rf"column sls_quantity: 100% of {_values(sources, table, 'sls_quantity'):,} values are not integers \(e\.g\. '1\.0'\)"):

@@ -1,8 +1,8 @@
 """The Spark entrypoint equals the local engine, row for row, on real (local) PySpark.
 
 Both engines run over the same sources into their own lake: the local one through
-``tasks.bronze`` and ``tasks.silver_local`` (polars + delta-rs), the Spark one through
-``tasks.spark_job.main`` (Delta written by Spark). Every bronze, silver and quarantine table
+``tasks.local.bronze`` and ``tasks.local.silver`` (polars + delta-rs), the Spark one through
+``tasks.spark.job.main`` (Delta written by Spark). Every bronze, silver and quarantine table
 is read back with polars and compared exactly: same columns and types, same rows (floats bit
 for bit, dates as dates), ``_line``, ``_batch_id`` and ``_bronze_error`` included; only
 ``_ingested_at`` differs by design. The stream is in ``test_spark_stream.py``.
@@ -18,16 +18,16 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from tasks.bronze import SourceFileError, fingerprint_csv, ingest_csv
+from tasks.local.bronze import SourceFileError, fingerprint_csv, ingest_csv
 from tasks.errors import PipelineError
-from tasks.lake import Lake
-from tasks.quality import TableCounts
-from tasks.silver import SILVER_TABLES
-from tasks.silver_local import bronze_fingerprint, run_silver_table
-from tasks.sources import SOURCES
-from tasks.stream_silver import STREAM_ORDERS, ensure_stream_orders
-from tasks.spark_job import main
-from tasks.spark_tables import table_name
+from tasks.local.lake import Lake
+from tasks.core.quality import TableCounts
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.silver import bronze_fingerprint, run_silver_table
+from tasks.core.contract import SOURCES
+from tasks.core.stream import STREAM_ORDERS, ensure_stream_orders
+from tasks.spark.job import main
+from tasks.spark.tables import table_name
 from tests.fixtures.spark import assert_same
 
 pytestmark = pytest.mark.spark

@@ -22,16 +22,16 @@ from confluent_kafka import Producer
 from deltalake import DeltaTable
 
 from tasks.errors import PipelineError
-from tasks.kafka import KafkaConnection, client_extras, ensure_topic
-from tasks.lake import Lake
-from tasks.orders import generate_orders, reference_data
-from tasks.quality import TableCounts
-from tasks.silver_local import run_stream_orders, stream_fingerprint
-from tasks.spark_job import main
-from tasks.spark_stream import KafkaSource, run_stream
-from tasks.spark_stream import run_stream_orders as spark_stream_orders
-from tasks.spark_tables import Lakehouse
-from tasks.stream_bronze import KAFKA_ORDERS, KafkaReader, write_batch
+from tasks.kafka.connection import KafkaConnection, client_extras, ensure_topic
+from tasks.local.lake import Lake
+from tasks.core.orders import generate_orders, reference_data
+from tasks.core.quality import TableCounts
+from tasks.local.silver import run_stream_orders, stream_fingerprint
+from tasks.spark.job import main
+from tasks.spark.stream import KafkaSource, run_stream
+from tasks.spark.stream import run_stream_orders as spark_stream_orders
+from tasks.spark.tables import Lakehouse
+from tasks.local.stream import KAFKA_ORDERS, KafkaReader, write_batch
 from tests.fixtures.spark import assert_same
 from tests.local_layers import build_local_layers
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tasks.orders import ORDER_PREFIX
+from tasks.core.orders import ORDER_PREFIX
 from tests.reliability import CliProcess, cli_env, run_cli
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""Table maintenance (tasks/maintenance.py, flows/maintenance.py): compaction, vacuum and
+"""Table maintenance (tasks/local/maintenance.py, flows/maintenance.py): compaction, vacuum and
 checkpoints, and what delta-rs does when they meet the pipeline's writes."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from tasks import lake as lake_io
-from tasks.maintenance import MaintenanceSettings, TableRef, maintain_table
-from tasks.stream_bronze import landing_app_id, landing_batches, write_batch
+from tasks.local import lake as lake_io
+from tasks.local.maintenance import MaintenanceSettings, TableRef, maintain_table
+from tasks.local.stream import landing_app_id, landing_batches, write_batch
 from tests.lake_snapshot import snapshot
 
 LINES = 2000
@@ -166,7 +166,7 @@ def test_an_overwrite_racing_a_compaction(tmp_path):
 
 def test_maintenance_commits_keep_what_the_table_was_built_from(tmp_path):
     """A rerun after maintenance still sees the table as up to date (no rebuild for nothing)."""
-    from tasks.silver_local import recorded_counts
+    from tasks.local.silver import recorded_counts
 
     uri = str(tmp_path / "silver" / "t")
     lake_io.overwrite(uri, pl.DataFrame({"k": [1]}), input_fingerprint="bronze@v1")
@@ -181,7 +181,7 @@ def test_maintenance_commits_keep_what_the_table_was_built_from(tmp_path):
 @pytest.mark.usefixtures("prefect_server")
 def test_overwritten_tables_are_skipped_while_a_run_holds_the_lake_lock(tmp_path):
     from flows.maintenance import lake_maintenance
-    from tasks.lock import lake_lock
+    from tasks.local.lock import lake_lock
 
     lake = tmp_path / "lake"
     stream_table(lake, batch=200)

@@ -20,7 +20,7 @@ UNREACHABLE = "127.0.0.1:1"
 
 
 def test_the_producer_queue_is_bounded():
-    from tasks.kafka import KafkaConnection
+    from tasks.kafka.connection import KafkaConnection
 
     config = KafkaConnection(bootstrap_servers=UNREACHABLE).producer_config()
     assert 0 < config["queue.buffering.max.messages"] <= 1_000_000
@@ -33,7 +33,7 @@ def test_a_full_producer_queue_pushes_back_instead_of_growing():
     """With a 10-message queue and no broker, `send` waits on the queue (BufferError -> poll),
     then stops at the first failed delivery; it neither raises nor queues more than 10."""
     from flows.produce import KafkaSink
-    from tasks.kafka import KafkaConnection
+    from tasks.kafka.connection import KafkaConnection
 
     connection = KafkaConnection(
         bootstrap_servers=UNREACHABLE,
@@ -53,7 +53,7 @@ def test_a_full_producer_queue_pushes_back_instead_of_growing():
 
 def test_landing_batches_are_bounded_by_the_batch_setting(tmp_path, monkeypatch):
     from tasks.settings import load_settings
-    from tasks.stream_bronze import landing_batches
+    from tasks.local.stream import landing_batches
 
     monkeypatch.setenv("LOGISTICS_STREAM_BATCH_MESSAGES", "64")
     limit = load_settings().stream_batch_messages
@@ -71,7 +71,7 @@ def test_landing_batches_are_bounded_by_the_batch_setting(tmp_path, monkeypatch)
 def test_landing_lines_are_read_lazily_with_the_offsets_of_a_whole_file_read(data):
     """Offsets recorded by earlier runs (which split the whole file with bytes.splitlines) keep
     pointing at the same lines."""
-    from tasks.stream_bronze import landing_lines
+    from tasks.local.stream import landing_lines
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "orders-1.jsonl"
@@ -80,7 +80,7 @@ def test_landing_lines_are_read_lazily_with_the_offsets_of_a_whole_file_read(dat
 
 
 def test_landing_batches_resume_at_the_recorded_line(tmp_path):
-    from tasks.stream_bronze import landing_batches, write_batch
+    from tasks.local.stream import landing_batches, write_batch
 
     landing, table = tmp_path / "landing", str(tmp_path / "t")
     landing.mkdir()
@@ -96,8 +96,8 @@ def test_landing_batches_resume_at_the_recorded_line(tmp_path):
 def test_kafka_batches_are_bounded_by_the_batch_setting(kafka_bootstrap, kafka_topic, tmp_path):
     from confluent_kafka import Producer
 
-    from tasks.kafka import KafkaConnection, ensure_topic
-    from tasks.stream_bronze import KafkaReader
+    from tasks.kafka.connection import KafkaConnection, ensure_topic
+    from tasks.local.stream import KafkaReader
 
     connection = KafkaConnection(bootstrap_servers=kafka_bootstrap)
     ensure_topic(connection, kafka_topic, partitions=3)
@@ -137,7 +137,7 @@ def test_bronze_memory_does_not_grow_with_the_source(tmp_path):
 
     What grows between the two is what the ingest holds per byte of input: reading a file
     whole costs several times its size (the parsed frame, its Arrow export, the Parquet
-    encoder's buffers), the chunked ingest (``tasks.bronze.READ_CHUNK_BYTES`` per chunk,
+    encoder's buffers), the chunked ingest (``tasks.local.bronze.READ_CHUNK_BYTES`` per chunk,
     streamed into one Delta commit) a few chunks in flight and one output file. The bound, 1.5x
     the growth of the largest file, leaves room for allocator noise (the chunked ingest grew by
     0.9x, 486 -> 550 MB; the whole-file read by 5.2x, 503 -> 878 MB)."""

@@ -48,7 +48,7 @@ def outputs(tmp_path_factory, request):
     """Run every command at once (most of them wait on a broker or API that never answers)."""
     from prefect_databricks import DatabricksCredentials
 
-    from tasks.kafka import KafkaConnection
+    from tasks.kafka.connection import KafkaConnection
 
     try:
         broker = request.getfixturevalue("kafka_bootstrap")  # a PLAINTEXT broker: SASL fails against it

@@ -20,15 +20,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tasks.bronze import MAX_FIELD_CHARS, SourceFileError, _read_fast, fingerprint_csv, ingest_csv, read_rows_robust
-from tasks.drift import SchemaDriftError
-from tasks.lake import Lake
-from tasks.quality import RULE_COLUMN, TableCounts
-from tasks.silver import SILVER_BY_NAME
-from tasks.silver_local import bronze_fingerprint, recorded_counts, run_silver_table, run_stream_orders
-from tasks.sources import BRONZE_ERROR, SOURCES_BY_TABLE
-from tasks.stream_bronze import KAFKA_ORDERS, Batch, _frame, _text, landing_app_id, write_batch
-from tasks.stream_silver import STREAM_ORDERS
+from tasks.local.bronze import MAX_FIELD_CHARS, SourceFileError, _read_fast, fingerprint_csv, ingest_csv, read_rows_robust
+from tasks.core.drift import SchemaDriftError
+from tasks.local.lake import Lake
+from tasks.core.quality import RULE_COLUMN, TableCounts
+from tasks.core.silver import SILVER_BY_NAME
+from tasks.local.silver import bronze_fingerprint, recorded_counts, run_silver_table, run_stream_orders
+from tasks.core.contract import BRONZE_ERROR, SOURCES_BY_TABLE
+from tasks.local.stream import KAFKA_ORDERS, Batch, _frame, _text, landing_app_id, write_batch
+from tasks.core.stream import STREAM_ORDERS
 
 NASTY = Path(__file__).resolve().parents[1] / "fixtures" / "nasty"
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
@@ -542,7 +542,7 @@ def test_kafka_batches_are_decoded_column_wise_as_message_by_message(messages):
     timestamp as none): the same rows as decoding each message on its own."""
     from datetime import datetime, timezone
 
-    from tasks.stream_bronze import _kafka_frame, kafka_app_id
+    from tasks.local.stream import _kafka_frame, kafka_app_id
 
     values, keys, stamps = (list(column) for column in zip(*messages)) if messages else ([], [], [])
     partitions, offsets = [i % 3 for i in range(len(messages))], list(range(len(messages)))

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import respx
 
-from tasks import databricks
-from tasks.databricks import (
+from tasks.databricks import jobs as databricks
+from tasks.databricks.jobs import (
     MISSING_CREDENTIALS,
     build_run_now_payload,
     build_submit_payload,
@@ -24,7 +24,7 @@ from tasks.databricks import (
     run_layer_on_databricks,
     stream_settings,
 )
-from tasks.databricks_settings import DatabricksSettings
+from tasks.databricks.settings import DatabricksSettings
 from tasks.errors import PipelineError
 
 HOST = "dbc-1234abcd-5678.cloud.databricks.com"
@@ -436,7 +436,7 @@ KAFKA_USERNAME = "KAFKAAPIKEY123"
 def sasl_connection():
     from pydantic import SecretStr
 
-    from tasks.kafka import KafkaConnection
+    from tasks.kafka.connection import KafkaConnection
 
     return KafkaConnection(
         bootstrap_servers=KAFKA, security_protocol="SASL_SSL", sasl_mechanism="PLAIN",

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from tasks.errors import PipelineError
-from tasks.kafka import KafkaConnection, check_reachable, client_extras, kafka_connection_from_settings, load_kafka_connection
+from tasks.kafka.connection import KafkaConnection, check_reachable, client_extras, kafka_connection_from_settings, load_kafka_connection
 from tasks.settings import Settings
 
 SECRET = "cflt-secret-Zq9xV2"

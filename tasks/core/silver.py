@@ -14,8 +14,8 @@ from datetime import date
 
 import narwhals as nw
 
-from tasks.quality import STAGED, Rule, accepted, tag_rejects
-from tasks.sources import BRONZE_ERROR
+from tasks.core.quality import STAGED, Rule, accepted, tag_rejects
+from tasks.core.contract import BRONZE_ERROR
 
 NA = "n/a"
 

@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-INPUT_KEY = "logistics.input"  # the commit-metadata key tasks.lake uses
+INPUT_KEY = "logistics.input"  # the commit-metadata key tasks.local.lake uses
 
 
 def table_name(layer: str, table: str, catalog: str, schema: str, prefix: str = "") -> str:
@@ -76,7 +76,7 @@ class Target:
     def state(self, commit: Commit) -> str:
         """What a table downstream is built from: the version and the commit's time, so a table
         reset by hand or recreated at a version number seen before is not taken for the one
-        recorded (as ``tasks.lake.table_state``)."""
+        recorded (as ``tasks.local.lake.table_state``)."""
         return f"{self}@v{commit.version}:{commit.timestamp}"
 
     def rows(self, spark: SparkSession) -> int:

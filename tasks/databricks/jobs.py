@@ -40,9 +40,9 @@ from prefect_databricks.models.jobs import (
     SparkPythonTask,
 )
 
-from tasks.databricks_settings import DatabricksSettings
+from tasks.databricks.settings import DatabricksSettings
 from tasks.errors import PipelineError
-from tasks.kafka import KafkaConnection
+from tasks.kafka.connection import KafkaConnection
 
 LAYERS = ("bronze", "stream", "silver")
 TERMINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})

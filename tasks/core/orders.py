@@ -43,7 +43,7 @@ import orjson
 import polars as pl
 
 from tasks.errors import PipelineError
-from tasks.lake import Lake, table_exists
+from tasks.local.lake import Lake, table_exists
 from tasks.settings import DEFAULT_SOURCE_DIR
 
 BAD_KINDS = ("malformed_json", "missing_customer_id", "negative_price", "ship_before_order", "unknown_product")

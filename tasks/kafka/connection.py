@@ -28,7 +28,7 @@ from tasks.settings import Settings
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 # librdkafka's own log lines go to Python logging instead of stderr (see ``client_extras``).
-LIBRDKAFKA_LOGGER = logging.getLogger("tasks.kafka.librdkafka")
+LIBRDKAFKA_LOGGER = logging.getLogger("tasks.kafka.connection.librdkafka")
 
 MESSAGE_TIMEOUT_MS = 60_000
 REACHABLE_TIMEOUT_S = 8.0  # a message not acknowledged within this fails with a delivery error
@@ -41,7 +41,7 @@ class KafkaConnection(Block):
         Save a Confluent Cloud connection once, then load it by name in flows:
         ```python
         from pydantic import SecretStr
-        from tasks.kafka import KafkaConnection
+        from tasks.kafka.connection import KafkaConnection
 
         KafkaConnection(
             bootstrap_servers="pkc-xxxxx.eu-west-1.aws.confluent.cloud:9092",

@@ -11,7 +11,7 @@ checkpoint numbers its batches from 0 again, and must not be taken for one alrea
 A new checkpoint starts from the offsets kept in the table (the next offset after the
 largest per partition), so losing the checkpoint duplicates nothing either.
 
-Silver runs ``tasks.stream_silver.parse_messages`` (polars + orjson) on each Arrow batch of
+Silver runs ``tasks.core.stream.parse_messages`` (polars + orjson) on each Arrow batch of
 bronze through ``mapInArrow``: it keys its rows by position within the batch it is given, so
 batches are independent. ``validate`` and ``merge_events`` are the narwhals rules, on Spark.
 """
@@ -34,12 +34,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from tasks.errors import PipelineError
-from tasks.kafka import KafkaConnection, client_extras, reason
-from tasks.quality import RULE_COLUMN, TableCounts, accepted
-from tasks.spark_tables import INPUT_KEY, Commit, Lakehouse, Target
-from tasks.stream_bronze import KAFKA_ORDERS
-from tasks.stream_bronze import decode_texts
-from tasks.stream_silver import COORDINATES, LINE_FIELDS, ORDER_FIELDS, PARSE_RULE, STREAM_ORDERS, STREAM_ORDERS_SCHEMA, merge_events, parse_messages, validate
+from tasks.kafka.connection import KafkaConnection, client_extras, reason
+from tasks.core.quality import RULE_COLUMN, TableCounts, accepted
+from tasks.spark.tables import INPUT_KEY, Commit, Lakehouse, Target
+from tasks.local.stream import KAFKA_ORDERS
+from tasks.local.stream import decode_texts
+from tasks.core.stream import COORDINATES, LINE_FIELDS, ORDER_FIELDS, PARSE_RULE, STREAM_ORDERS, STREAM_ORDERS_SCHEMA, merge_events, parse_messages, validate
 
 ROWS_IN_KEY = "logistics.rows_in"  # order lines parsed, recorded with silver: the other counts are in the commits
 MERGED_KEY = "logistics.merged"
@@ -52,7 +52,7 @@ LOGIN_MODULES = {
 }
 SECRET_KEYS = ("kafka-username", "kafka-password")  # in the Databricks secret scope
 TEXT, INSTANT = pa.string(), pa.timestamp("us", "UTC")
-# Bronze kafka_orders as Spark holds it: tasks.stream_bronze.SCHEMA (Spark's timestamps are all in microseconds).
+# Bronze kafka_orders as Spark holds it: tasks.local.stream.SCHEMA (Spark's timestamps are all in microseconds).
 KAFKA_ORDERS_ARROW = pa.schema([
     ("value", TEXT), ("key", TEXT), ("partition", pa.int32()), ("offset", pa.int64()), ("timestamp", INSTANT),
     ("_ingested_at", INSTANT), ("_source", TEXT), ("_batch_id", TEXT),
@@ -261,7 +261,7 @@ def empty_stream_orders(spark: SparkSession) -> DataFrame:
 
 
 def run_stream_orders(spark: SparkSession, lakehouse: Lakehouse) -> TableCounts | None:
-    """Silver stream_orders and its quarantine, as ``tasks.silver_local.run_stream_orders``
+    """Silver stream_orders and its quarantine, as ``tasks.local.silver.run_stream_orders``
     builds them, unless both were built from this state of bronze already. Without bronze
     kafka_orders an empty stream_orders is created (gold reads it) and None returned."""
     bronze = lakehouse.target("bronze", KAFKA_ORDERS)
@@ -282,7 +282,7 @@ def run_stream_orders(spark: SparkSession, lakehouse: Lakehouse) -> TableCounts 
 
 
 def build_stream_orders(spark: SparkSession, bronze: Target, commit: Commit, silver_target: Target, quarantine_target: Target, fingerprint: str) -> tuple[int, int]:
-    """Parse, validate and merge (``tasks.stream_silver.merge_events``); quarantine written first,
+    """Parse, validate and merge (``tasks.core.stream.merge_events``); quarantine written first,
     then silver (which marks it done). Returns the order lines parsed and the lines merged."""
     source = bronze.read(spark, commit.version).select("value", *COORDINATES)
     lines = source.mapInArrow(parse_batches, from_arrow_schema(PARSED_ARROW)).cache()

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
-from tasks import lake
+from tasks.local import lake
 from tasks.errors import PipelineError
-from tasks.silver import _DATE_LAYOUTS, INTEGER, NUMBER, matches, text, with_bronze_error
-from tasks.sources import BRONZE_ERROR, SOURCES
+from tasks.core.silver import _DATE_LAYOUTS, INTEGER, NUMBER, matches, text, with_bronze_error
+from tasks.core.contract import BRONZE_ERROR, SOURCES
 
 THRESHOLD = 0.5
 """Share of non-blank values that do not parse above which a column's type has changed."""
@@ -157,7 +157,7 @@ def _example(value: str | None) -> str:
 
 def find_new_columns(lake_: lake.Lake) -> list[DriftFinding]:
     """Columns a bronze table holds beyond its source contract (read from the Delta schema, no data)."""
-    from tasks.bronze import METADATA_COLUMNS
+    from tasks.local.bronze import METADATA_COLUMNS
 
     known_extra = {*METADATA_COLUMNS, BRONZE_ERROR}
     findings = []
@@ -177,7 +177,7 @@ def drift_markdown(findings: list[DriftFinding]) -> str:
         "# Schema drift",
         "",
         "Bronze keeps these columns as received; silver does not use them and carried on.",
-        "Add them to `tasks/sources.py` and a silver rule if they are wanted downstream.",
+        "Add them to `tasks/core/contract.py` and a silver rule if they are wanted downstream.",
         "",
         "| source file | bronze table | change | column |",
         "| --- | --- | --- | --- |",

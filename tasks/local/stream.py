@@ -22,7 +22,7 @@ import polars as pl
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from tasks import lake
+from tasks.local import lake
 from tasks.errors import PipelineError
 
 KAFKA_ORDERS = "kafka_orders"

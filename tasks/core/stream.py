@@ -22,9 +22,9 @@ import narwhals as nw
 import orjson
 import polars as pl
 
-from tasks import lake
-from tasks.quality import Rule, tag_rejects
-from tasks.silver import amount_inconsistent, is_blank, text, to_date, to_float, to_int
+from tasks.local import lake
+from tasks.core.quality import Rule, tag_rejects
+from tasks.core.silver import amount_inconsistent, is_blank, text, to_date, to_float, to_int
 
 STREAM_ORDERS = "stream_orders"
 STREAM_ORDERS_SCHEMA = {

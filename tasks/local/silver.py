@@ -3,7 +3,7 @@
 Quarantine is written before the silver table, and the silver commit records the state of
 the bronze table it was built from (``lake.table_state``), so a crash between the two writes
 is repaired by the next run. A table whose typed columns have changed type (see
-``tasks.drift``) is refused before either write, so its previous silver and quarantine
+``tasks.core.drift``) is refused before either write, so its previous silver and quarantine
 tables stay as they were.
 
 Every count is measured where it happens: rows in are bronze's rows, quarantined rows are
@@ -20,14 +20,14 @@ import polars as pl
 from deltalake import DeltaTable
 from prefect import task
 
-from tasks import lake
-from tasks.caching import input_cache_key
-from tasks.drift import check_types
+from tasks.local import lake
+from tasks.orchestration.caching import input_cache_key
+from tasks.core.drift import check_types
 from tasks.errors import PipelineError
-from tasks.quality import RULE_COLUMN, TableCounts, accepted, quarantined
-from tasks.silver import SilverTable, build, merged
-from tasks.stream_bronze import KAFKA_ORDERS
-from tasks.stream_silver import COORDINATES, STREAM_ORDERS, merge_events, parse_messages, validate
+from tasks.core.quality import RULE_COLUMN, TableCounts, accepted, quarantined
+from tasks.core.silver import SilverTable, build, merged
+from tasks.local.stream import KAFKA_ORDERS
+from tasks.core.stream import COORDINATES, STREAM_ORDERS, merge_events, parse_messages, validate
 
 COUNTS_KEY = "logistics.counts"
 MERGES_KEY = "logistics.merges"
@@ -99,7 +99,7 @@ def stream_fingerprint(lake_: lake.Lake) -> str | None:
 
 def run_stream_orders(lake_: lake.Lake, fingerprint: str, force: bool = False) -> TableCounts:
     """Parse, validate and merge the streamed orders into silver stream_orders (see
-    ``tasks.stream_silver.merge_events`` for the event semantics)."""
+    ``tasks.core.stream.merge_events`` for the event semantics)."""
     silver_uri = lake_.uri("silver", STREAM_ORDERS)
     if not force and silver_outputs_current(lake_, STREAM_ORDERS, fingerprint):
         return recorded_counts(silver_uri)

@@ -56,11 +56,11 @@ import polars as pl
 import pyarrow as pa
 from prefect import task
 
-from tasks import lake
-from tasks.caching import input_cache_key
+from tasks.local import lake
+from tasks.orchestration.caching import input_cache_key
 from tasks.errors import PipelineError
-from tasks.sources import BRONZE_ERROR as ERROR_COLUMN
-from tasks.sources import SourceFile
+from tasks.core.contract import BRONZE_ERROR as ERROR_COLUMN
+from tasks.core.contract import SourceFile
 
 CHUNK_BYTES = 1 << 20
 """Block size of the checking pass."""

@@ -1,17 +1,17 @@
 """The Spark entrypoint: what a Databricks job run executes for the bronze, stream and silver layers.
 
-    python -m tasks.spark_job bronze --source-path /Volumes/main/raw/exports --catalog main --schema logistics
-    python -m tasks.spark_job stream --bootstrap-servers broker:9092 --topic orders \
+    python -m tasks.spark.job bronze --source-path /Volumes/main/raw/exports --catalog main --schema logistics
+    python -m tasks.spark.job stream --bootstrap-servers broker:9092 --topic orders \
         --checkpoint /Volumes/main/logistics/checkpoints/kafka_orders --catalog main --schema logistics
-    python -m tasks.spark_job silver --catalog main --schema logistics
+    python -m tasks.spark.job silver --catalog main --schema logistics
 
 It runs on whatever SparkSession is active (the cluster's on Databricks; a local one in the
 tests) and writes Unity Catalog Delta tables ``<catalog>.<schema>.[prefix]<layer>_<table>``
 or, with ``--lake PATH``, path-based Delta tables ``PATH/<layer>/<table>`` (the local
-engine's layout). Bronze reads each CSV with ``tasks.bronze``'s own reader on the driver, so
+engine's layout). Bronze reads each CSV with ``tasks.local.bronze``'s own reader on the driver, so
 its rows, ``_line`` and ``_bronze_error`` are the local engine's by construction; silver runs
-the same narwhals rules as ``tasks.silver_local`` on Spark DataFrames. The stream layer
-(``tasks.spark_stream``) appends the Kafka topic to bronze ``kafka_orders`` exactly once, and
+the same narwhals rules as ``tasks.local.silver`` on Spark DataFrames. The stream layer
+(``tasks.spark.stream``) appends the Kafka topic to bronze ``kafka_orders`` exactly once, and
 silver builds ``stream_orders`` from it. Reruns on unchanged
 input write nothing: each commit records its input (``userMetadata``). The last line printed
 is a JSON summary, which the Databricks run output shows. Only DataFrame APIs are used (no
@@ -36,14 +36,14 @@ import polars as pl
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
-from tasks.bronze import CsvFingerprint, SourceFileError, fingerprint_csv, read_csv_as_text
-from tasks.drift import check_types
+from tasks.local.bronze import CsvFingerprint, SourceFileError, fingerprint_csv, read_csv_as_text
+from tasks.core.drift import check_types
 from tasks.errors import PipelineError
-from tasks.quality import RULE_COLUMN, TableCounts, quarantined
-from tasks.silver import SILVER_TABLES, SilverTable, build
-from tasks.sources import SOURCES, SourceFile
-from tasks.spark_stream import MERGED_KEY, SECRET_KEYS, KafkaSource, run_stream, run_stream_orders, scope_secrets
-from tasks.spark_tables import INPUT_KEY, Lakehouse, Target
+from tasks.core.quality import RULE_COLUMN, TableCounts, quarantined
+from tasks.core.silver import SILVER_TABLES, SilverTable, build
+from tasks.core.contract import SOURCES, SourceFile
+from tasks.spark.stream import MERGED_KEY, SECRET_KEYS, KafkaSource, run_stream, run_stream_orders, scope_secrets
+from tasks.spark.tables import INPUT_KEY, Lakehouse, Target
 
 PARALLEL_TABLES = 4
 T = TypeVar("T")
@@ -91,7 +91,7 @@ def check_source(spark: SparkSession, source: SourceFile, source_path: str, work
 def ingest_source(spark: SparkSession, source: SourceFile, local: Path, fingerprint: CsvFingerprint, target: Target) -> BronzeResult:
     """Land one checked CSV in its bronze table, unless the table's last commit already holds these bytes.
 
-    The rows come from ``tasks.bronze.read_csv_as_text`` itself: the same rows, ``_line`` and
+    The rows come from ``tasks.local.bronze.read_csv_as_text`` itself: the same rows, ``_line`` and
     ``_bronze_error`` as the local engine, from one CSV reader rather than two kept in step.
     Spark's CSV source could not give them anyway: it has no line numbers, does not say
     which rows were malformed, and its row order across partitions is not the file's.
@@ -122,7 +122,7 @@ def run_bronze(spark: SparkSession, source_path: str, lakehouse: Lakehouse) -> l
 
 def run_silver_table(spark: SparkSession, table: SilverTable, lakehouse: Lakehouse) -> TableCounts:
     """Build one silver table and its quarantine with the shared rules, unless both were built
-    from this bronze version already. Quarantine is written first, as in ``tasks.silver_local``;
+    from this bronze version already. Quarantine is written first, as in ``tasks.local.silver``;
     the counts come from the commits (see ``Target.last_commit``)."""
     bronze = lakehouse.target("bronze", table.bronze)
     silver_target = lakehouse.target("silver", table.name)
@@ -181,7 +181,7 @@ def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
 # --- command line -------------------------------------------------------------------------------
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tasks.spark_job", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tasks.spark.job", description=__doc__.splitlines()[0])
     parser.add_argument("layer", choices=("bronze", "silver", "stream"))
     parser.add_argument("--source-path", help="folder holding source_crm/ and source_erp/ (a UC volume or cloud path); bronze only")
     parser.add_argument("--catalog", help="Unity Catalog catalog")

@@ -21,7 +21,7 @@ Safe while the pipeline runs, because of what was verified against delta-rs
   an overwrite that started before a compaction and commits after it succeeds and keeps the
   compacted file: the old rows come back. Every table but ``kafka_orders`` is overwritten by
   the pipeline, so those tables are maintained only while holding the lake lock
-  (:mod:`tasks.lock`); when a run holds it they are skipped, not waited for.
+  (:mod:`tasks.local.lock`); when a run holds it they are skipped, not waited for.
 - Vacuum never deletes a file younger than the retention, so files an in-flight write has
   not committed yet are safe while ``retention_hours`` is longer than any write (a retention
   under :data:`UNLOCKED_MIN_RETENTION_HOURS` is applied under the lake lock only).
@@ -43,7 +43,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.errors import PipelineError
-from tasks.lake import Lake, table_exists
+from tasks.local.lake import Lake, table_exists
 
 LAYERS = ("bronze", "silver", "quarantine")
 APPEND_ONLY = frozenset({("bronze", "kafka_orders")})
@@ -117,10 +117,10 @@ class TableMaintenance:
 
 def lake_tables(lake_: Lake) -> list[TableRef]:
     """Every Delta table of the lake: the contract's tables, plus any other one found in a local lake."""
-    from tasks.silver import SILVER_TABLES
-    from tasks.sources import SOURCES
-    from tasks.stream_bronze import KAFKA_ORDERS
-    from tasks.stream_silver import STREAM_ORDERS
+    from tasks.core.silver import SILVER_TABLES
+    from tasks.core.contract import SOURCES
+    from tasks.local.stream import KAFKA_ORDERS
+    from tasks.core.stream import STREAM_ORDERS
 
     names = {
         "bronze": [source.table for source in SOURCES] + [KAFKA_ORDERS],
