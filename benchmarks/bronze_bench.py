@@ -29,8 +29,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from datasets.generate import generate_datasets
-    from tasks.local.bronze import fingerprint_csv, ingest_csv
     from tasks.core.contract import SOURCES
+    from tasks.core.csv_source import fingerprint_csv
+    from tasks.local.bronze import ingest_csv
 
     data = args.data or DATA_DIR / f"bronze-{scale_tag(args.scale)}"
     if not (data / SOURCES[0].relative_path).is_file():

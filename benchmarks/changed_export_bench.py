@@ -20,7 +20,12 @@ from typing import Any
 from deltalake import DeltaTable
 
 from benchmarks.common import OUT_DIR, dataset, fresh_dir, log, log_tail, run_measured
-from benchmarks.pipeline_bench import CLI, PrefectServer, cli_environment, start_prefect_server
+from benchmarks.pipeline_bench import (
+    CLI,
+    PrefectServer,
+    cli_environment,
+    start_prefect_server,
+)
 
 
 def cli(args: list[str], server: PrefectServer, label: str):

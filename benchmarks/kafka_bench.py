@@ -134,7 +134,8 @@ def _wrapper_flow(name: str, body):
 def average_record_bytes(sample: int = 20_000) -> dict[str, float]:
     """Average key and value size of the project's order messages (the shipped reference data)."""
     try:
-        from tasks.core.orders import generate_orders, reference_data
+        from tasks.core.orders import generate_orders
+        from tasks.local.order_catalog import reference_data
     except ImportError as error:
         raise NotAvailable(f"tasks.core.orders is not importable: {error}") from None
     reference = reference_data(str(OUT_DIR / "no-lake"))  # no silver there: customers and products from the CSVs
@@ -166,9 +167,9 @@ def ingest_project(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
     """The project's Kafka -> bronze kafka_orders ingestion (flows.bronze.ingest_stream)."""
     try:
         from flows.bronze import ingest_stream
+        from tasks.core.contract import KAFKA_ORDERS
         from tasks.kafka.connection import KafkaConnection
         from tasks.local.lake import Lake, row_count
-        from tasks.local.stream import KAFKA_ORDERS
     except ImportError as error:
         raise NotAvailable(f"stream ingestion is not available yet: {error}") from None
     lake = Lake(str(fresh_dir(OUT_DIR / "ingest-lake")))
@@ -355,7 +356,9 @@ def kafka_section(messages: int, broker: BrokerHandle | None, broker_error: str 
 def fill_topic_with_orders(bootstrap: str, topic: str, count: int) -> None:
     """Order messages without the project's producer flow (only when that flow is unavailable)."""
     from confluent_kafka import Producer
-    from tasks.core.orders import generate_orders, reference_data
+
+    from tasks.core.orders import generate_orders
+    from tasks.local.order_catalog import reference_data
 
     create_topic(bootstrap, topic)
     reference = reference_data(str(OUT_DIR / "no-lake"))

@@ -21,7 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BENCH_DIR, OUT_DIR, ProcessRun, dataset, fresh_dir, log, log_tail, ratio, run_measured, sales_lines
+from benchmarks.common import (
+    BENCH_DIR,
+    OUT_DIR,
+    ProcessRun,
+    dataset,
+    fresh_dir,
+    log,
+    log_tail,
+    ratio,
+    run_measured,
+    sales_lines,
+)
 
 DUCKDB_SCRIPT = BENCH_DIR / "duckdb_pipeline.sql"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")

@@ -42,7 +42,7 @@ def profile_silver(scale: float) -> None:
     with profiler:
         run_project(bronze, work / "project")
     seconds = time.perf_counter() - began
-    header = f"# silver step (tasks.local.silver.run_silver_table x {', '.join(TABLES)}) at scale {scale:g}: " \
+    header = f"# silver step (tasks.core.runner.run_silver_table x {', '.join(TABLES)}) at scale {scale:g}: " \
              f"{sales_lines(rows)} sales lines in {seconds:.2f}s\n"
     (PROFILES / f"silver-s{scale:g}-pyinstrument.txt").write_text(header + profiler.output_text(unicode=True, color=False, show_all=False))
 

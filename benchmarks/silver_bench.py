@@ -21,7 +21,16 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from benchmarks import pandas_silver
-from benchmarks.common import BENCH_DIR, OUT_DIR, dataset, fresh_dir, log, rate, ratio, sales_lines
+from benchmarks.common import (
+    BENCH_DIR,
+    OUT_DIR,
+    dataset,
+    fresh_dir,
+    log,
+    rate,
+    ratio,
+    sales_lines,
+)
 
 TABLES = ("crm_sales_details", "crm_cust_info", "crm_prd_info")
 DUCKDB_SQL = BENCH_DIR / "duckdb_silver.sql"
@@ -30,8 +39,9 @@ OUTPUT_FORMAT = {"project": "delta", "pandas": "delta", "duckdb": "parquet"}
 
 def build_bronze(source_dir: Path, root: Path) -> dict[str, str]:
     """Bronze Delta tables made by the project's own bronze code (not timed)."""
-    from tasks.local.bronze import fingerprint_csv, ingest_csv
     from tasks.core.contract import SOURCES_BY_TABLE
+    from tasks.core.csv_source import fingerprint_csv
+    from tasks.local.bronze import ingest_csv
 
     uris = {}
     for name in TABLES:
@@ -47,14 +57,15 @@ def build_bronze(source_dir: Path, root: Path) -> dict[str, str]:
 
 
 def run_project(bronze: dict[str, str], out: Path) -> dict[str, Any]:
-    from tasks.local.lake import Lake
+    from tasks.core.runner import run_silver_table
     from tasks.core.silver import SILVER_BY_NAME
-    from tasks.local.silver import bronze_fingerprint, run_silver_table
+    from tasks.local.lake import Lake
+    from tasks.local.store import DeltaStore
 
     lake = Lake(str(out))
     counts = {}
     for name in TABLES:
-        c = run_silver_table(SILVER_BY_NAME[name], lake, bronze_fingerprint(bronze[name]))
+        c = run_silver_table(DeltaStore(lake), SILVER_BY_NAME[name])
         counts[name] = {"rows_in": c.rows_in, "rows_out": c.rows_out, "quarantined": c.quarantined}
     return counts
 
@@ -228,7 +239,7 @@ def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None
             "duckdb_parts_s": {k: round(v, 3) for k, v in duckdb_parts.items()},
             "duckdb_statements_only_rows_per_s": duckdb_statement_rate,
             "duckdb_includes": "deltalake Delta->Arrow read + register + the 6 COPY statements (2 per table: silver, quarantine)",
-            "project_includes": "tasks.local.silver.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
+            "project_includes": "tasks.core.runner.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
             "pandas_includes": "benchmarks/pandas_silver.py (DeltaTable.to_pandas, apply/np.where/np.select, 2 Delta writes)",
             **checks,
         },

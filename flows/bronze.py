@@ -15,16 +15,23 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from tasks.orchestration.assets import landing_asset, materializing, source_asset, table_asset, topic_asset
-from tasks.local.bronze import check_source, ingest_source
-from tasks.orchestration.caching import is_stale
+from tasks.core.contract import KAFKA_ORDERS, SOURCES
 from tasks.databricks.jobs import run_on_databricks, stream_settings
-from tasks.kafka.connection import KafkaConnection, check_broker, client_extras, load_kafka_connection
+from tasks.kafka.client import client_extras
+from tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
 from tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
-from tasks.local.lock import lake_lock
+from tasks.local.stream import Batch, KafkaReader, landing_batches, write_batch
+from tasks.orchestration.assets import (
+    landing_asset,
+    materializing,
+    source_asset,
+    table_asset,
+    topic_asset,
+)
+from tasks.orchestration.caching import is_stale
+from tasks.orchestration.lock import lake_lock
+from tasks.orchestration.steps import check_source, ingest_source
 from tasks.settings import load_settings
-from tasks.core.contract import SOURCES
-from tasks.local.stream import KAFKA_ORDERS, Batch, KafkaReader, landing_batches, write_batch
 
 
 @flow(name="bronze-layer")

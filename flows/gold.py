@@ -15,15 +15,37 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from tasks.orchestration.assets import link_dbt_sources
-from tasks.gold.dbt import UNKNOWN_MEMBER_KEY, GoldTestFailure, dbt_build, gold_row_counts, stream_freshness, unknown_member_lines
-from tasks.errors import PipelineError
-from tasks.gold.state import failed_path, gold_inputs, keep_failed_build, publish, published_path, record_gold_build, start_build, why_rebuild
-from tasks.local.lake import DamagedTableError, Lake, row_count, table_exists, table_problem
-from tasks.local.lock import lake_lock
-from tasks.settings import Settings, load_settings
+from tasks.core.contract import STREAM_ORDERS
 from tasks.core.silver import SILVER_TABLES
-from tasks.core.stream import STREAM_ORDERS
+from tasks.errors import PipelineError
+from tasks.gold.dbt import (
+    UNKNOWN_MEMBER_KEY,
+    GoldTestFailure,
+    dbt_build,
+    gold_row_counts,
+    stream_freshness,
+    unknown_member_lines,
+)
+from tasks.gold.state import (
+    failed_path,
+    gold_inputs,
+    keep_failed_build,
+    publish,
+    published_path,
+    record_gold_build,
+    start_build,
+    why_rebuild,
+)
+from tasks.local.lake import (
+    DamagedTableError,
+    Lake,
+    row_count,
+    table_exists,
+    table_problem,
+)
+from tasks.orchestration.assets import link_dbt_sources
+from tasks.orchestration.lock import lake_lock
+from tasks.settings import Settings, load_settings
 
 SILVER_INPUTS = [*(t.name for t in SILVER_TABLES), STREAM_ORDERS]
 

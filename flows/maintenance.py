@@ -18,7 +18,6 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from tasks.local.lake import Lake
-from tasks.local.lock import LakeLockTimeout, describe, lake_lock, read_holder
 from tasks.local.maintenance import (
     UNLOCKED_MIN_RETENTION_HOURS,
     MaintenanceSettings,
@@ -29,6 +28,7 @@ from tasks.local.maintenance import (
     maintain_table,
     skipped,
 )
+from tasks.orchestration.lock import LakeLockTimeout, describe, lake_lock, read_holder
 from tasks.settings import load_settings
 
 

@@ -13,10 +13,10 @@ from flows.bronze import bronze_layer
 from flows.gold import dbt_gold
 from flows.produce import produce_messages
 from flows.silver import silver_layer
+from tasks.core.orders import MAX_SEED
 from tasks.databricks.jobs import require_credentials
 from tasks.local.lake import Lake
-from tasks.local.lock import lake_lock
-from tasks.core.orders import MAX_SEED
+from tasks.orchestration.lock import lake_lock
 from tasks.settings import load_settings
 
 

@@ -23,22 +23,20 @@ from uuid import UUID, uuid4
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from pydantic import Field
 
+from tasks.core.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders
 from tasks.errors import PipelineError
-from tasks.kafka.connection import (
-    MESSAGE_TIMEOUT_MS,
-    KafkaConnection,
-    reason,
-    check_broker,
-    client_extras,
-    ensure_topic,
-    load_kafka_connection,
-)
-from tasks.core.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders, reference_data
+from tasks.kafka.client import MESSAGE_TIMEOUT_MS, client_extras, ensure_topic, reason
+from tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
+from tasks.local.order_catalog import reference_data
 from tasks.settings import load_settings
 
 CHUNK = 50_000  # messages generated (and held in memory) at a time
@@ -231,7 +229,7 @@ class Pacer:
 
 @task(cache_policy=NO_CACHE)
 def create_topic(connection: KafkaConnection, topic: str, partitions: int) -> bool:
-    created = ensure_topic(connection, topic, partitions)
+    created = ensure_topic(connection.client(), topic, partitions)
     get_run_logger().info("topic %s %s", topic, f"created with {partitions} partitions" if created else "exists")
     return created
 

@@ -16,17 +16,19 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from tasks.orchestration.assets import materializing, table_asset
-from tasks.databricks.jobs import run_on_databricks
-from tasks.core.drift import drift_markdown, find_new_columns
-from tasks.local.lake import Lake, repair
-from tasks.local.lock import lake_lock
+from tasks.core.contract import KAFKA_ORDERS, STREAM_ORDERS
+from tasks.core.drift import drift_markdown
 from tasks.core.quality import TableCounts
-from tasks.settings import load_settings
+from tasks.core.runner import outputs_current, run_stream_orders
 from tasks.core.silver import SILVER_TABLES
-from tasks.local.silver import bronze_fingerprint, build_silver_table, build_stream_orders, silver_outputs_current, stream_fingerprint
-from tasks.local.stream import KAFKA_ORDERS
-from tasks.core.stream import STREAM_ORDERS, ensure_stream_orders
+from tasks.databricks.jobs import run_on_databricks
+from tasks.local.bronze import new_bronze_columns
+from tasks.local.lake import Lake, repair, table_exists
+from tasks.local.store import DeltaStore, bronze_fingerprint
+from tasks.orchestration.assets import materializing, table_asset
+from tasks.orchestration.lock import lake_lock
+from tasks.orchestration.steps import build_silver_table, build_stream_orders
+from tasks.settings import load_settings
 
 PARALLEL_TABLES = 2
 """Silver tables built at once. polars already spreads one table over every core; a second
@@ -53,9 +55,10 @@ def silver_layer(
         return []
     with lake_lock(settings.lake):
         lake_ = Lake(settings.lake)
+        store = DeltaStore(lake_)
         logger = get_run_logger()
 
-        drift = find_new_columns(lake_)
+        drift = new_bronze_columns(lake_)
         for finding in drift:
             logger.warning(finding.message)
         if drift:
@@ -66,7 +69,7 @@ def silver_layer(
             repair_outputs(lake_, table.name, f"bronze {table.bronze}")
             target = lake_.uri("silver", table.name)
             fingerprint = bronze_fingerprint(lake_.uri("bronze", table.bronze))
-            stale = full_refresh or not silver_outputs_current(lake_, table.name, fingerprint)
+            stale = full_refresh or not outputs_current(store, table.name, fingerprint)
             build = materializing(
                 build_silver_table.with_options(refresh_cache=stale),
                 [table_asset(settings.lake, "silver", table.name), table_asset(settings.lake, "quarantine", table.name)],
@@ -78,12 +81,13 @@ def silver_layer(
         counts = [future.result() for future in futures]
 
         repair_outputs(lake_, STREAM_ORDERS, f"bronze {KAFKA_ORDERS}")
-        stream = stream_fingerprint(lake_)
-        if stream is None:
-            ensure_stream_orders(lake_)
+        stream_bronze = lake_.uri("bronze", KAFKA_ORDERS)
+        if not table_exists(stream_bronze):
+            run_stream_orders(store)  # no stream yet: an empty stream_orders, which gold reads
         else:
+            stream = bronze_fingerprint(stream_bronze)
             target = lake_.uri("silver", STREAM_ORDERS)
-            stale = full_refresh or not silver_outputs_current(lake_, STREAM_ORDERS, stream)
+            stale = full_refresh or not outputs_current(store, STREAM_ORDERS, stream)
             build = materializing(
                 build_stream_orders.with_options(refresh_cache=stale),
                 [table_asset(settings.lake, "silver", STREAM_ORDERS), table_asset(settings.lake, "quarantine", STREAM_ORDERS)],

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.local.bronze import fingerprint_csv, ingest_csv
-from tasks.local.lake import Lake
-from tasks.core.silver import SILVER_TABLES
-from tasks.local.silver import bronze_fingerprint, run_silver_table
 from tasks.core.contract import SOURCES
+from tasks.core.csv_source import fingerprint_csv
+from tasks.core.runner import run_silver_table
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.bronze import ingest_csv
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
 
 
 def build_local_layers(sources: Path, lake: Lake) -> None:
@@ -18,4 +20,4 @@ def build_local_layers(sources: Path, lake: Lake) -> None:
         path = source.path(sources)
         ingest_csv(path, source, lake.uri("bronze", source.table), fingerprint_csv(path, source))
     for table in SILVER_TABLES:
-        run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
+        run_silver_table(DeltaStore(lake), table)

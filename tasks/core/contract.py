@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+KAFKA_ORDERS = "kafka_orders"
+"""The bronze table of the order stream (one row per message)."""
+STREAM_ORDERS = "stream_orders"
+"""The silver table of the order stream (the current state of every streamed order)."""
+
+INPUT_KEY = "logistics.input"
+"""Commit metadata of every table the pipeline writes: the state of the input it was built from."""
+COUNTS_KEY = "logistics.counts"
+"""Silver commit metadata: the table's counts, for a run that skips the rebuild."""
+MERGES_KEY = "logistics.merges"
+"""Silver stream_orders commit metadata: how its merged lines were merged."""
+
 BRONZE_ERROR = "_bronze_error"
 """The bronze column that says what is wrong with a row bronze could not read as a record (null: nothing)."""
 

@@ -41,10 +41,16 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
-from tasks.local import lake
+from tasks.core.contract import BRONZE_ERROR
+from tasks.core.silver import (
+    _DATE_LAYOUTS,
+    INTEGER,
+    NUMBER,
+    matches,
+    text,
+    with_bronze_error,
+)
 from tasks.errors import PipelineError
-from tasks.core.silver import _DATE_LAYOUTS, INTEGER, NUMBER, matches, text, with_bronze_error
-from tasks.core.contract import BRONZE_ERROR, SOURCES
 
 THRESHOLD = 0.5
 """Share of non-blank values that do not parse above which a column's type has changed."""
@@ -153,22 +159,6 @@ def _percent(share: float) -> str:
 def _example(value: str | None) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def find_new_columns(lake_: lake.Lake) -> list[DriftFinding]:
-    """Columns a bronze table holds beyond its source contract (read from the Delta schema, no data)."""
-    from tasks.local.bronze import METADATA_COLUMNS
-
-    known_extra = {*METADATA_COLUMNS, BRONZE_ERROR}
-    findings = []
-    for source in SOURCES:
-        table = lake.open_table(lake_.uri("bronze", source.table))
-        if table is None:
-            continue
-        for field in table.schema().fields:
-            if field.name not in source.columns and field.name not in known_extra:
-                findings.append(DriftFinding(source.table, source.relative_path, field.name, "new column"))
-    return findings
 
 
 def drift_markdown(findings: list[DriftFinding]) -> str:

@@ -36,15 +36,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import orjson
 import polars as pl
 
 from tasks.errors import PipelineError
-from tasks.local.lake import Lake, table_exists
-from tasks.settings import DEFAULT_SOURCE_DIR
 
 BAD_KINDS = ("malformed_json", "missing_customer_id", "negative_price", "ship_before_order", "unknown_product")
 ORDER_PREFIX = "ST"
@@ -103,33 +100,8 @@ class OrderBatch:
         return int(sum(int(n) - kept[kind] for n, kind in zip(self.lines, self.bad_kinds, strict=True) if kind in kept))
 
 
-def reference_data(lake_root: str, source_dir: Path = DEFAULT_SOURCE_DIR) -> ReferenceData:
-    """Customers and current products from silver; from the CRM CSVs while silver is not built yet."""
-    lake = Lake(lake_root)
-    customers_uri, products_uri = lake.uri("silver", "crm_cust_info"), lake.uri("silver", "crm_prd_info")
-    if table_exists(customers_uri) and table_exists(products_uri):
-        customers = pl.read_delta(customers_uri, columns=["cst_id"])["cst_id"]
-        products = (
-            pl.read_delta(products_uri, columns=["prd_key", "prd_cost", "prd_end_dt"])
-            .filter(pl.col("prd_end_dt").is_null())
-            .select(number=pl.col("prd_key"), cost=pl.col("prd_cost"))
-        )
-        source = "silver"
-    else:
-        crm = Path(source_dir) / "source_crm"
-        customers = pl.read_csv(crm / "cust_info.csv", columns=["cst_id"], infer_schema=False)["cst_id"]
-        customers = customers.str.strip_chars().cast(pl.Int64, strict=False)
-        products = (
-            pl.read_csv(crm / "prd_info.csv", columns=["prd_key", "prd_cost", "prd_start_dt"], infer_schema=False)
-            .select(
-                number=pl.col("prd_key").str.strip_chars().str.slice(6),
-                cost=pl.col("prd_cost").str.strip_chars().cast(pl.Float64, strict=False),
-                start=pl.col("prd_start_dt").str.strip_chars(),
-            )
-            .sort("start", nulls_last=False)
-            .unique("number", keep="last", maintain_order=True)  # the latest version is the current one
-        )
-        source = "csv"
+def reference_from(customers: pl.Series, products: pl.DataFrame, source: str, where: str) -> ReferenceData:
+    """Customer ids, and current products (``number``, ``cost``) priced at cost x ``MARKUP``."""
     customer_ids = customers.drop_nulls().unique().sort().to_numpy().astype(np.int64)
     priced = (
         products.filter(pl.col("cost") > 0, pl.col("number").str.len_chars() > 0)
@@ -139,7 +111,7 @@ def reference_data(lake_root: str, source_dir: Path = DEFAULT_SOURCE_DIR) -> Ref
     )
     catalog = dict(zip(priced["number"].to_list(), priced["price"].to_list(), strict=True))
     if len(customer_ids) == 0 or not catalog:
-        raise PipelineError(f"no customers or products to order from ({source} under {lake_root if source == 'silver' else source_dir})")
+        raise PipelineError(f"no customers or products to order from ({where})")
     return ReferenceData(customer_ids, catalog, source)
 
 

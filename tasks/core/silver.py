@@ -14,8 +14,8 @@ from datetime import date
 
 import narwhals as nw
 
-from tasks.core.quality import STAGED, Rule, accepted, tag_rejects
 from tasks.core.contract import BRONZE_ERROR
+from tasks.core.quality import STAGED, Rule, accepted, tag_rejects
 
 NA = "n/a"
 
@@ -369,10 +369,15 @@ def with_staged_columns(table: SilverTable, bronze: nw.LazyFrame) -> nw.LazyFram
     return table.stage(staged_bronze) if table.stage else staged_bronze
 
 
+def tag_rows(table: SilverTable, bronze: nw.LazyFrame) -> nw.LazyFrame:
+    """Bronze rows tagged (``_rule``) with the first rule they break, ``malformed_row`` first."""
+    return tag_rejects(with_staged_columns(table, with_bronze_error(bronze)), (MALFORMED_ROW, *table.rules))
+
+
 def build(table: SilverTable, bronze: nw.LazyFrame) -> tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame]:
     """(tagged, cleansed, silver): rows tagged with the rule they break (``malformed_row`` first),
     the accepted rows cleansed, and those rows with duplicates merged. Lazy on every engine."""
-    tagged = tag_rejects(with_staged_columns(table, with_bronze_error(bronze)), (MALFORMED_ROW, *table.rules))
+    tagged = tag_rows(table, bronze)
     cleansed = table.cleanse(accepted(tagged))
     return tagged, cleansed, merged(table, cleansed)
 

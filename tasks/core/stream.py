@@ -22,11 +22,16 @@ import narwhals as nw
 import orjson
 import polars as pl
 
-from tasks.local import lake
 from tasks.core.quality import Rule, tag_rejects
-from tasks.core.silver import amount_inconsistent, is_blank, text, to_date, to_float, to_int
+from tasks.core.silver import (
+    amount_inconsistent,
+    is_blank,
+    text,
+    to_date,
+    to_float,
+    to_int,
+)
 
-STREAM_ORDERS = "stream_orders"
 STREAM_ORDERS_SCHEMA = {
     "sls_ord_num": pl.String,
     "sls_prd_key": pl.String,
@@ -47,6 +52,20 @@ TEXT_FIELDS = frozenset(("event_id", "event_time", "order_number", "order_date",
 """Fields that must be JSON strings (numeric fields may be numbers or numeric strings)."""
 COORDINATES = ("key", "partition", "offset", "timestamp", "_source", "_batch_id", "_ingested_at")
 PARSE_RULE = "_parse_rule"
+
+
+def decode_text(raw: bytes | None) -> str | None:
+    """Bytes as text, invalid UTF-8 replaced (U+FFFD): no message can fail to decode."""
+    return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def decode_texts(raw: list[bytes | None]) -> pl.Series:
+    """Bytes as text, invalid UTF-8 replaced (U+FFFD) as ``decode_text`` does: in one vectorised cast,
+    or message by message when some value is not UTF-8."""
+    try:
+        return pl.Series(raw, dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.ComputeError:  # invalid utf8
+        return pl.Series([decode_text(value) for value in raw], dtype=pl.String)
 
 
 def _as_text(value: object) -> str | None:
@@ -242,11 +261,3 @@ def summed_lines(lines: nw.LazyFrame) -> nw.LazyFrame:
     return priced.with_columns(
         nw.when(summed).then(nw.col("sls_quantity") * nw.col("sls_price")).otherwise(nw.col("_sales_sum")).alias("sls_sales"),
     ).select(list(STREAM_ORDERS_SCHEMA))
-
-
-def ensure_stream_orders(lake_: lake.Lake) -> None:
-    """Gold reads stream_orders on every run, so it exists (empty) before any order arrives."""
-    uri = lake_.uri("silver", STREAM_ORDERS)
-    if not lake.table_exists(uri):
-        lake.overwrite(uri, pl.DataFrame(schema=STREAM_ORDERS_SCHEMA), input_fingerprint="empty")
-

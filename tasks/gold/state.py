@@ -24,8 +24,8 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.local import lake
 from tasks.gold.dbt import GOLD_TABLES, dbt_vars, gold_row_counts
+from tasks.local import lake
 from tasks.settings import DBT_PROJECT_DIR, Settings
 
 RECORD = "gold-inputs.json"

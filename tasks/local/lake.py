@@ -25,10 +25,10 @@ import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
+from tasks.core.contract import INPUT_KEY
 from tasks.errors import PipelineError
 
 Layer = Literal["bronze", "silver", "quarantine"]
-INPUT_KEY = "logistics.input"
 TARGET_FILE_BYTES = 32 << 20
 """Data files of a streamed overwrite are closed at about this size (delta-rs' default is 100 MiB)."""
 
@@ -88,10 +88,11 @@ def table_state(uri: str) -> str | None:
     or None when there is no table. The version alone repeats when a table is reset by hand
     or recreated; the id and the commit's time do not."""
     table = open_table(uri)
-    if table is None:
-        return None
-    commit = table.history(limit=1)[0]
-    return f"{uri}@v{table.version()}:{table.metadata().id}:{commit.get('timestamp')}"
+    return None if table is None else state_of(uri, table, table.history(limit=1)[0])
+
+
+def state_of(uri: str, table: DeltaTable, latest_commit: dict[str, Any]) -> str:
+    return f"{uri}@v{table.version()}:{table.metadata().id}:{latest_commit.get('timestamp')}"
 
 
 def parse_state(state: str) -> tuple[str, int]:

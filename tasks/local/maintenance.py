@@ -21,7 +21,7 @@ Safe while the pipeline runs, because of what was verified against delta-rs
   an overwrite that started before a compaction and commits after it succeeds and keeps the
   compacted file: the old rows come back. Every table but ``kafka_orders`` is overwritten by
   the pipeline, so those tables are maintained only while holding the lake lock
-  (:mod:`tasks.local.lock`); when a run holds it they are skipped, not waited for.
+  (:mod:`tasks.orchestration.lock`); when a run holds it they are skipped, not waited for.
 - Vacuum never deletes a file younger than the retention, so files an in-flight write has
   not committed yet are safe while ``retention_hours`` is longer than any write (a retention
   under :data:`UNLOCKED_MIN_RETENTION_HOURS` is applied under the lake lock only).
@@ -117,10 +117,8 @@ class TableMaintenance:
 
 def lake_tables(lake_: Lake) -> list[TableRef]:
     """Every Delta table of the lake: the contract's tables, plus any other one found in a local lake."""
+    from tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
     from tasks.core.silver import SILVER_TABLES
-    from tasks.core.contract import SOURCES
-    from tasks.local.stream import KAFKA_ORDERS
-    from tasks.core.stream import STREAM_ORDERS
 
     names = {
         "bronze": [source.table for source in SOURCES] + [KAFKA_ORDERS],

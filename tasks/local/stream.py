@@ -22,10 +22,10 @@ import polars as pl
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from tasks.local import lake
+from tasks.core.stream import decode_text, decode_texts
 from tasks.errors import PipelineError
+from tasks.local import lake
 
-KAFKA_ORDERS = "kafka_orders"
 OFFSETS_KEY = "logistics.offsets"
 OFFSET_KEY = "_offset_key"  # per-row app id (which partition or file a row came from); not written
 SCHEMA = {
@@ -109,19 +109,6 @@ def _frame(values: list, keys: list, partitions: list, offsets: list, timestamps
         },
         schema={**SCHEMA, OFFSET_KEY: pl.String},
     )
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", errors="replace")
-
-
-def decode_texts(raw: list[bytes | None]) -> pl.Series:
-    """Bytes as text, invalid UTF-8 replaced (U+FFFD) as ``_text`` does: in one vectorised cast,
-    or message by message when some value is not UTF-8."""
-    try:
-        return pl.Series(raw, dtype=pl.Binary).cast(pl.String)
-    except pl.exceptions.ComputeError:  # invalid utf8
-        return pl.Series([_text(value) for value in raw], dtype=pl.String)
 
 
 def _kafka_frame(topic: str, values: list, keys: list, partitions: list, offsets: list, stamps: list, batch_id: str) -> pl.DataFrame:
@@ -271,7 +258,7 @@ def landing_batches(landing_dir: Path, table_uri: str, max_messages: int) -> Ite
         while chunk := list(islice(lines, max_messages)):
             count = len(chunk)
             rows = _frame(
-                [_text(line) for line in chunk],
+                [decode_text(line) for line in chunk],
                 [None] * count,
                 [None] * count,
                 list(range(first, first + count)),

@@ -8,9 +8,9 @@
 It runs on whatever SparkSession is active (the cluster's on Databricks; a local one in the
 tests) and writes Unity Catalog Delta tables ``<catalog>.<schema>.[prefix]<layer>_<table>``
 or, with ``--lake PATH``, path-based Delta tables ``PATH/<layer>/<table>`` (the local
-engine's layout). Bronze reads each CSV with ``tasks.local.bronze``'s own reader on the driver, so
+engine's layout). Bronze reads each CSV with ``tasks.core.csv_source``'s reader on the driver, so
 its rows, ``_line`` and ``_bronze_error`` are the local engine's by construction; silver runs
-the same narwhals rules as ``tasks.local.silver`` on Spark DataFrames. The stream layer
+the same runner and narwhals rules as the local engine (``tasks.core.runner``) on Spark DataFrames. The stream layer
 (``tasks.spark.stream``) appends the Kafka topic to bronze ``kafka_orders`` exactly once, and
 silver builds ``stream_orders`` from it. Reruns on unchanged
 input write nothing: each commit records its input (``userMetadata``). The last line printed
@@ -31,19 +31,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import narwhals as nw
 import polars as pl
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
-from tasks.local.bronze import CsvFingerprint, SourceFileError, fingerprint_csv, read_csv_as_text
-from tasks.core.drift import check_types
+from tasks.core.contract import INPUT_KEY, SOURCES, SourceFile
+from tasks.core.csv_source import (
+    CsvFingerprint,
+    SourceFileError,
+    fingerprint_csv,
+    read_csv_as_text,
+)
+from tasks.core.quality import TableCounts
+from tasks.core.runner import run_silver_table, run_stream_orders
+from tasks.core.silver import SILVER_TABLES, SilverTable
 from tasks.errors import PipelineError
-from tasks.core.quality import RULE_COLUMN, TableCounts, quarantined
-from tasks.core.silver import SILVER_TABLES, SilverTable, build
-from tasks.core.contract import SOURCES, SourceFile
-from tasks.spark.stream import MERGED_KEY, SECRET_KEYS, KafkaSource, run_stream, run_stream_orders, scope_secrets
-from tasks.spark.tables import INPUT_KEY, Lakehouse, Target
+from tasks.spark.store import SparkStore
+from tasks.spark.stream import SECRET_KEYS, KafkaSource, run_stream, scope_secrets
+from tasks.spark.tables import Lakehouse, Target
 
 PARALLEL_TABLES = 4
 T = TypeVar("T")
@@ -91,7 +96,7 @@ def check_source(spark: SparkSession, source: SourceFile, source_path: str, work
 def ingest_source(spark: SparkSession, source: SourceFile, local: Path, fingerprint: CsvFingerprint, target: Target) -> BronzeResult:
     """Land one checked CSV in its bronze table, unless the table's last commit already holds these bytes.
 
-    The rows come from ``tasks.local.bronze.read_csv_as_text`` itself: the same rows, ``_line`` and
+    The rows come from ``tasks.core.csv_source.read_csv_as_text`` itself: the same rows, ``_line`` and
     ``_bronze_error`` as the local engine, from one CSV reader rather than two kept in step.
     Spark's CSV source could not give them anyway: it has no line numbers, does not say
     which rows were malformed, and its row order across partitions is not the file's.
@@ -120,41 +125,14 @@ def run_bronze(spark: SparkSession, source_path: str, lakehouse: Lakehouse) -> l
 
 # --- silver -----------------------------------------------------------------------------------
 
-def run_silver_table(spark: SparkSession, table: SilverTable, lakehouse: Lakehouse) -> TableCounts:
-    """Build one silver table and its quarantine with the shared rules, unless both were built
-    from this bronze version already. Quarantine is written first, as in ``tasks.local.silver``;
-    the counts come from the commits (see ``Target.last_commit``)."""
-    bronze = lakehouse.target("bronze", table.bronze)
-    silver_target = lakehouse.target("silver", table.name)
-    quarantine_target = lakehouse.target("quarantine", table.name)
-    last_bronze = bronze.last_commit(spark)
-    if last_bronze is None:
-        raise PipelineError(f"bronze table {bronze} does not exist: run the bronze layer first")
-    fingerprint = bronze.state(last_bronze)
-    outputs = (quarantine_target.last_commit(spark), silver_target.last_commit(spark))
-    if not all(commit is not None and commit.input == fingerprint for commit in outputs):
-        source = nw.from_native(bronze.read(spark, last_bronze.version))
-        check_types(table.name, source)
-        tagged, cleansed, silver = build(table, source)
-        rejected = quarantined(tagged).to_native()
-        rejected = rejected.select(RULE_COLUMN, *(name for name in rejected.columns if name != RULE_COLUMN))
-        merged = cleansed.to_native().count() - silver.to_native().count()
-        quarantine_target.overwrite(rejected, {INPUT_KEY: fingerprint})
-        silver_target.overwrite(silver.to_native(), {INPUT_KEY: fingerprint, MERGED_KEY: merged})
-    else:
-        merged = int(outputs[1].metadata.get(MERGED_KEY, 0))
-    rows_in = last_bronze.rows_written
-    if rows_in is None:
-        rows_in = bronze.read(spark, last_bronze.version).count()
-    return TableCounts(table.name, rows_in, silver_target.rows(spark), quarantine_target.rows(spark), merged)
-
-
 def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCounts], list[PipelineError]]:
     """Every table is attempted: one that fails (schema drift) keeps its previous tables and
     does not stop the others, as in the local silver-layer flow. Then stream_orders."""
+    store = SparkStore(spark, lakehouse)
+
     def attempt(table: SilverTable) -> TableCounts | PipelineError:
         try:
-            return run_silver_table(spark, table, lakehouse)
+            return run_silver_table(store, table)
         except PipelineError as error:
             return error
 
@@ -162,7 +140,7 @@ def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCou
     counts = [r for r in results if isinstance(r, TableCounts)]
     failures = [r for r in results if isinstance(r, PipelineError)]
     try:
-        stream = run_stream_orders(spark, lakehouse)
+        stream = run_stream_orders(store)
     except PipelineError as error:
         failures.append(error)
     else:

@@ -23,7 +23,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import narwhals as nw
 import polars as pl
 import pyarrow as pa
 from confluent_kafka import KafkaException
@@ -33,13 +32,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from tasks.core.contract import KAFKA_ORDERS
+from tasks.core.stream import (
+    COORDINATES,
+    LINE_FIELDS,
+    ORDER_FIELDS,
+    PARSE_RULE,
+    decode_texts,
+    parse_messages,
+)
 from tasks.errors import PipelineError
-from tasks.kafka.connection import KafkaConnection, client_extras, reason
-from tasks.core.quality import RULE_COLUMN, TableCounts, accepted
-from tasks.spark.tables import INPUT_KEY, Commit, Lakehouse, Target
-from tasks.local.stream import KAFKA_ORDERS
-from tasks.local.stream import decode_texts
-from tasks.core.stream import COORDINATES, LINE_FIELDS, ORDER_FIELDS, PARSE_RULE, STREAM_ORDERS, STREAM_ORDERS_SCHEMA, merge_events, parse_messages, validate
+from tasks.kafka.client import KafkaClientConfig, client_extras, reason
+from tasks.spark.tables import Lakehouse, Target
 
 ROWS_IN_KEY = "logistics.rows_in"  # order lines parsed, recorded with silver: the other counts are in the commits
 MERGED_KEY = "logistics.merged"
@@ -88,16 +92,14 @@ class KafkaSource:
             options["kafka.sasl.jaas.config"] = jaas_config(self.sasl_mechanism or "PLAIN", self.username or "", self.password or "")
         return options
 
-    def connection(self) -> KafkaConnection:
+    def connection(self) -> KafkaClientConfig:
         """The same cluster for librdkafka, which lists the topic's partitions on the driver."""
-        from pydantic import SecretStr
-
-        return KafkaConnection(
+        return KafkaClientConfig(
             bootstrap_servers=self.bootstrap_servers,
-            security_protocol=self.security_protocol,
+            security_protocol=self.security_protocol,  # type: ignore[arg-type]
             sasl_mechanism=self.sasl_mechanism,
-            username=None if self.username is None else SecretStr(self.username),
-            password=None if self.password is None else SecretStr(self.password),
+            username=self.username,
+            password=self.password,
         )
 
 
@@ -119,7 +121,9 @@ def scope_secrets(scope: str) -> tuple[str, str]:
         raise PipelineError(
             f"--kafka-secret-scope {scope} works on Databricks only; elsewhere set LOGISTICS_KAFKA_USERNAME and LOGISTICS_KAFKA_PASSWORD"
         )
-    from databricks.sdk.runtime import dbutils  # on every Databricks compute, serverless included
+    from databricks.sdk.runtime import (
+        dbutils,  # on every Databricks compute, serverless included
+    )
 
     username, password = (dbutils.secrets.get(scope=scope, key=key) for key in SECRET_KEYS)
     return username, password
@@ -254,45 +258,3 @@ def parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
     for batch in batches:
         parsed = parse_messages(pl.from_arrow(batch))
         yield from parsed.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(PARSED_ARROW).to_batches()
-
-
-def empty_stream_orders(spark: SparkSession) -> DataFrame:
-    return spark.createDataFrame(pl.DataFrame(schema=STREAM_ORDERS_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest()))
-
-
-def run_stream_orders(spark: SparkSession, lakehouse: Lakehouse) -> TableCounts | None:
-    """Silver stream_orders and its quarantine, as ``tasks.local.silver.run_stream_orders``
-    builds them, unless both were built from this state of bronze already. Without bronze
-    kafka_orders an empty stream_orders is created (gold reads it) and None returned."""
-    bronze = lakehouse.target("bronze", KAFKA_ORDERS)
-    silver_target, quarantine_target = lakehouse.target("silver", STREAM_ORDERS), lakehouse.target("quarantine", STREAM_ORDERS)
-    commit = bronze.last_commit(spark)
-    if commit is None:
-        if silver_target.last_commit(spark) is None:
-            silver_target.overwrite(empty_stream_orders(spark), {INPUT_KEY: "empty"})
-        return None
-    fingerprint = bronze.state(commit)
-    last_silver, last_quarantine = silver_target.last_commit(spark), quarantine_target.last_commit(spark)
-    done = last_silver is not None and last_quarantine is not None and last_silver.input == fingerprint == last_quarantine.input
-    if not done:
-        rows_in, merged = build_stream_orders(spark, bronze, commit, silver_target, quarantine_target, fingerprint)
-    else:
-        rows_in, merged = int(last_silver.metadata.get(ROWS_IN_KEY, 0)), int(last_silver.metadata.get(MERGED_KEY, 0))
-    return TableCounts(STREAM_ORDERS, rows_in, silver_target.rows(spark), quarantine_target.rows(spark), merged)
-
-
-def build_stream_orders(spark: SparkSession, bronze: Target, commit: Commit, silver_target: Target, quarantine_target: Target, fingerprint: str) -> tuple[int, int]:
-    """Parse, validate and merge (``tasks.core.stream.merge_events``); quarantine written first,
-    then silver (which marks it done). Returns the order lines parsed and the lines merged."""
-    source = bronze.read(spark, commit.version).select("value", *COORDINATES)
-    lines = source.mapInArrow(parse_batches, from_arrow_schema(PARSED_ARROW)).cache()
-    tagged = validate(nw.from_native(lines))
-    rejected = tagged.filter(~nw.col(RULE_COLUMN).is_null()).select(RULE_COLUMN, "value", "_line_index", *COORDINATES).to_native()
-    steps = merge_events(accepted(tagged))
-    # A time parsed with a zone-less format is TIMESTAMP_NTZ on Spark; the session is UTC, so the same instant.
-    silver = steps.silver.to_native().withColumn("event_time", F.col("event_time").cast("timestamp"))
-    rows_in, merged = lines.count(), steps.typed.to_native().count() - silver.count()
-    quarantine_target.overwrite(rejected, {INPUT_KEY: fingerprint})
-    silver_target.overwrite(silver, {INPUT_KEY: fingerprint, ROWS_IN_KEY: rows_in, MERGED_KEY: merged})
-    lines.unpersist()
-    return rows_in, merged

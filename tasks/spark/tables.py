@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-INPUT_KEY = "logistics.input"  # the commit-metadata key tasks.local.lake uses
+from tasks.core.contract import INPUT_KEY
 
 
 def table_name(layer: str, table: str, catalog: str, schema: str, prefix: str = "") -> str:
@@ -28,7 +28,7 @@ def _quote(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Commit:
+class TableCommit:
     """A table's latest Delta commit: its version, what it recorded, and how many rows it wrote."""
 
     version: int
@@ -55,7 +55,7 @@ class Target:
     def __str__(self) -> str:
         return self.name or str(self.path)
 
-    def last_commit(self, spark: SparkSession) -> Commit | None:
+    def last_commit(self, spark: SparkSession) -> TableCommit | None:
         """The latest commit (from the Delta log, no data scan), or None when there is no table.
 
         This job replaces a table whole in one commit, so such a commit's ``numOutputRows`` is
@@ -71,9 +71,9 @@ class Target:
             return None
         metadata = _json_object(row["userMetadata"])
         written = (row["operationMetrics"] or {}).get("numOutputRows") if INPUT_KEY in metadata else None
-        return Commit(int(row["version"]), metadata, None if written is None else int(written), str(row["timestamp"]))
+        return TableCommit(int(row["version"]), metadata, None if written is None else int(written), str(row["timestamp"]))
 
-    def state(self, commit: Commit) -> str:
+    def state(self, commit: TableCommit) -> str:
         """What a table downstream is built from: the version and the commit's time, so a table
         reset by hand or recreated at a version number seen before is not taken for the one
         recorded (as ``tasks.local.lake.table_state``)."""

@@ -335,12 +335,16 @@ def materialization_edges(stack: Stack, since: datetime, prefixes: list[str]) ->
 
 def expected_edges(lake: Path, streamed: bool) -> set[tuple[str, str]]:
     """source CSV -> bronze -> silver -> dbt source -> gold, with the keys tasks/orchestration/assets.py makes."""
-    from tasks.orchestration.assets import dbt_source_asset, gold_asset, landing_asset, source_asset, table_asset
-    from tasks.settings import DEFAULT_SOURCE_DIR
+    from tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
     from tasks.core.silver import SILVER_TABLES
-    from tasks.core.contract import SOURCES
-    from tasks.local.stream import KAFKA_ORDERS
-    from tasks.core.stream import STREAM_ORDERS
+    from tasks.orchestration.assets import (
+        dbt_source_asset,
+        gold_asset,
+        landing_asset,
+        source_asset,
+        table_asset,
+    )
+    from tasks.settings import DEFAULT_SOURCE_DIR
 
     root = str(lake)
     edges = {(source_asset(s.path(DEFAULT_SOURCE_DIR)).key, table_asset(root, "bronze", s.table).key) for s in SOURCES}

@@ -8,11 +8,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks.core.quality import RULE_COLUMN
-from tasks.core.silver import SILVER_TABLES
-from tasks.local.silver import recorded_counts
 from tasks.core.contract import BRONZE_ERROR
-
+from tasks.core.quality import RULE_COLUMN
+from tasks.core.runner import recorded_counts
+from tasks.core.silver import SILVER_TABLES
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
 from tests.cli_runner import run_cli
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -54,7 +55,7 @@ def test_row_problems_are_quarantined_with_their_lines_and_the_rest_lands(tmp_pa
         bronze = pl.read_delta(str(lake / "bronze" / table.bronze))
         silver = pl.read_delta(str(lake / "silver" / table.name))
         quarantine = pl.read_delta(str(lake / "quarantine" / table.name))
-        counts = recorded_counts(str(lake / "silver" / table.name))
+        counts = recorded_counts(DeltaStore(Lake(str(lake))), table.name)
         assert (counts.rows_in, counts.rows_out, counts.quarantined) == (bronze.height, silver.height, quarantine.height)
         assert bronze.height == silver.height + quarantine.height + counts.merged_duplicates, table.name
         malformed = quarantine.filter(pl.col(RULE_COLUMN) == "malformed_row")

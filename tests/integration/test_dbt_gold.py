@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from deltalake import write_deltalake
 from dbt.cli.main import dbtRunner, dbtRunnerResult
+from deltalake import write_deltalake
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
 

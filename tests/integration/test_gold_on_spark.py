@@ -25,10 +25,12 @@ import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from polars.testing import assert_frame_equal
 
+from tasks.core.contract import STREAM_ORDERS
+from tasks.core.silver import SILVER_TABLES
+from tasks.core.stream import STREAM_ORDERS_SCHEMA
 from tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
 from tasks.local.lake import Lake
-from tasks.core.silver import SILVER_TABLES
-from tasks.core.stream import STREAM_ORDERS, STREAM_ORDERS_SCHEMA, ensure_stream_orders
+from tasks.local.store import DeltaStore
 from tests.local_layers import build_local_layers
 
 pytestmark = pytest.mark.spark
@@ -44,7 +46,7 @@ LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
 def build_silver(sources: Path, lake: Lake) -> None:
     """The local engine's bronze and silver, and an empty stream_orders (gold reads it)."""
     build_local_layers(sources, lake)
-    ensure_stream_orders(lake)
+    DeltaStore(lake).create_empty_stream_orders()
 
 
 def stream_line(order: str, product: str, customer: int, quantity: int, price: float, event: str,

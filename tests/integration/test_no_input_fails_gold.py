@@ -20,16 +20,17 @@ from dbt.cli.main import dbtRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.local.bronze import fingerprint_csv, ingest_csv
-from tasks.gold.dbt import release_duckdb_file
-from tasks.local.lake import Lake
+from tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
+from tasks.core.csv_source import fingerprint_csv
 from tasks.core.quality import RULE_COLUMN
-from tasks.settings import DBT_PROJECT_DIR
+from tasks.core.runner import run_silver_table, run_stream_orders
 from tasks.core.silver import SILVER_TABLES
-from tasks.local.silver import bronze_fingerprint, run_silver_table, run_stream_orders
-from tasks.core.contract import SOURCES
-from tasks.local.stream import KAFKA_ORDERS, Batch, _frame, landing_app_id, write_batch
-from tasks.core.stream import STREAM_ORDERS
+from tasks.gold.dbt import release_duckdb_file
+from tasks.local.bronze import ingest_csv
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
+from tasks.local.stream import Batch, _frame, landing_app_id, write_batch
+from tasks.settings import DBT_PROJECT_DIR
 
 GOLD_PROPERTY = settings(
     max_examples=12,
@@ -107,11 +108,11 @@ def build_lake(export: Path, lake: Lake, messages: list[str]) -> dict[str, objec
     for source in SOURCES:
         path = source.path(export)
         ingest_csv(path, source, lake.uri("bronze", source.table), fingerprint_csv(path, source))
-    counts = {table.name: run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze))) for table in SILVER_TABLES}
+    counts = {table.name: run_silver_table(DeltaStore(lake), table) for table in SILVER_TABLES}
     app_id, n = landing_app_id("test.jsonl"), len(messages)
     bronze_stream = lake.uri("bronze", KAFKA_ORDERS)
     write_batch(bronze_stream, Batch(_frame(messages, [None] * n, [None] * n, list(range(n)), [None] * n, ["landing/orders/test.jsonl"] * n, [app_id] * n, "t-0"), {app_id: n}))
-    counts[STREAM_ORDERS] = run_stream_orders(lake, bronze_fingerprint(bronze_stream))
+    counts[STREAM_ORDERS] = run_stream_orders(DeltaStore(lake))
     return counts
 
 

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 
 from flows.produce import produce_messages
 from tasks.errors import PipelineError
-from tasks.kafka.connection import KafkaConnection, client_extras
+from tasks.kafka.client import KafkaClientConfig, client_extras
+from tasks.kafka.connection import KafkaConnection
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -41,7 +42,7 @@ def closed_port() -> int:
 def consume_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0) -> list:
     """Every message in the topic, read until the end of each partition."""
     consumer = Consumer(
-        {**KafkaConnection(bootstrap_servers=bootstrap).consumer_config(f"test-{uuid.uuid4().hex[:8]}"), **client_extras()}
+        {**KafkaClientConfig(bootstrap_servers=bootstrap).consumer_config(f"test-{uuid.uuid4().hex[:8]}"), **client_extras()}
     )
     consumer.subscribe([topic])
     messages, at_end = [], set()
@@ -65,7 +66,7 @@ def consume_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({**KafkaConnection(bootstrap_servers=bootstrap).admin_config(), **client_extras()})
+    return AdminClient({**KafkaClientConfig(bootstrap_servers=bootstrap).admin_config(), **client_extras()})
 
 
 def parse_or_none(value: bytes) -> dict | None:
@@ -107,7 +108,7 @@ def test_produce_to_kafka_and_read_everything_back(kafka_bootstrap, kafka_topic,
 @pytest.mark.kafka
 def test_saved_block_is_used_by_name(kafka_bootstrap, kafka_topic, tmp_path):
     name = f"test-{uuid.uuid4().hex[:8]}"
-    KafkaConnection(bootstrap_servers=kafka_bootstrap, client_id="block-test").save(name)
+    KafkaClientConfig(bootstrap_servers=kafka_bootstrap, client_id="block-test").save(name)
     summary = produce_messages(count=200, seed=12, topic=kafka_topic, kafka_block=name, lake=str(tmp_path / "lake"))
     assert summary["delivered"] == 200 and summary["bootstrap_servers"] == kafka_bootstrap
     assert len(consume_all(kafka_bootstrap, kafka_topic, partitions=3)) == 200
@@ -140,7 +141,12 @@ def test_unreachable_broker_fails_in_bounded_time_without_leaking_secrets(tmp_pa
     assert bootstrap in str(raised.value)
 
     with get_client(sync_client=True) as client:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            LogFilter,
+            LogFilterFlowRunId,
+        )
 
         flow_run_id = state.state_details.flow_run_id
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
@@ -221,7 +227,7 @@ def test_broker_crash_mid_run_loses_and_duplicates_nothing(kafka_broker, kafka_t
     bounced: list[object] = []
 
     def stored() -> int:
-        consumer = Consumer({**KafkaConnection(bootstrap_servers=kafka_broker.bootstrap).consumer_config("watch"), **client_extras()})
+        consumer = Consumer({**KafkaClientConfig(bootstrap_servers=kafka_broker.bootstrap).consumer_config("watch"), **client_extras()})
         try:
             return sum(consumer.get_watermark_offsets(TopicPartition(kafka_topic, p), timeout=2)[1] for p in range(3))
         except Exception:  # noqa: BLE001 - the topic is not there yet

@@ -14,13 +14,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks.local import lake as lake_io
-from tasks.local.bronze import SourceFileError, fingerprint_csv, ingest_csv
-from tasks.core.drift import DriftFinding, SchemaDriftError, drift_markdown, find_new_columns
-from tasks.local.lake import Lake
-from tasks.core.silver import SILVER_BY_NAME
-from tasks.local.silver import bronze_fingerprint, run_silver_table
 from tasks.core.contract import SOURCES_BY_TABLE
+from tasks.core.csv_source import SourceFileError, fingerprint_csv
+from tasks.core.drift import DriftFinding, SchemaDriftError, drift_markdown
+from tasks.core.runner import run_silver_table
+from tasks.core.silver import SILVER_BY_NAME
+from tasks.local import lake as lake_io
+from tasks.local.bronze import ingest_csv, new_bronze_columns
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
 
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -37,7 +39,7 @@ def bronze_and_silver(sources: Path, lake: Lake, table: str):
     source = SOURCES_BY_TABLE[table]
     path = source.path(sources)
     ingest_csv(path, source, lake.uri("bronze", table), fingerprint_csv(path, source))
-    return run_silver_table(SILVER_BY_NAME[table], lake, bronze_fingerprint(lake.uri("bronze", table)))
+    return run_silver_table(DeltaStore(lake), SILVER_BY_NAME[table])
 
 
 def rewrite(path: Path, change: Callable[[list[str], list[list[str]]], tuple[list[str], list[list[str]]]]) -> None:
@@ -59,7 +61,7 @@ def test_a_new_column_is_kept_in_bronze_and_silver_carries_on_with_a_warning(sou
     assert bronze["cst_email"].null_count() == 0
     silver = pl.read_delta(lake.uri("silver", "crm_cust_info"))
     assert "cst_email" not in silver.columns and silver.height == counts.rows_out > 0
-    findings = find_new_columns(lake)
+    findings = new_bronze_columns(lake)
     assert findings == [DriftFinding("crm_cust_info", "source_crm/cust_info.csv", "cst_email", "new column")]
     assert findings[0].message == (
         "schema drift in source_crm/cust_info.csv (bronze crm_cust_info): new column 'cst_email'; kept in bronze, not used by silver"
@@ -70,7 +72,7 @@ def test_a_new_column_is_kept_in_bronze_and_silver_carries_on_with_a_warning(sou
 def test_no_findings_without_new_columns(sources, tmp_path):
     lake = Lake(str(tmp_path / "lake"))
     bronze_and_silver(sources, lake, "crm_cust_info")
-    assert find_new_columns(lake) == []
+    assert new_bronze_columns(lake) == []
 
 
 @pytest.mark.parametrize("column", ["cst_gndr", "cst_id"])

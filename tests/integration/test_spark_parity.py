@@ -18,14 +18,15 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from tasks.local.bronze import SourceFileError, fingerprint_csv, ingest_csv
-from tasks.errors import PipelineError
-from tasks.local.lake import Lake
+from tasks.core.contract import SOURCES, STREAM_ORDERS
+from tasks.core.csv_source import SourceFileError, fingerprint_csv
 from tasks.core.quality import TableCounts
+from tasks.core.runner import run_silver_table
 from tasks.core.silver import SILVER_TABLES
-from tasks.local.silver import bronze_fingerprint, run_silver_table
-from tasks.core.contract import SOURCES
-from tasks.core.stream import STREAM_ORDERS, ensure_stream_orders
+from tasks.errors import PipelineError
+from tasks.local.bronze import ingest_csv
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
 from tasks.spark.job import main
 from tasks.spark.tables import table_name
 from tests.fixtures.spark import assert_same
@@ -45,10 +46,10 @@ def run_local(sources: Path, root: Path) -> dict[str, TableCounts | str]:
     results: dict[str, TableCounts | str] = {}
     for table in SILVER_TABLES:
         try:
-            results[table.name] = run_silver_table(table, lake, bronze_fingerprint(lake.uri("bronze", table.bronze)))
+            results[table.name] = run_silver_table(DeltaStore(lake), table)
         except PipelineError as error:
             results[table.name] = str(error)
-    ensure_stream_orders(lake)  # no stream here: an empty stream_orders, as the silver-layer flow leaves it
+    DeltaStore(lake).create_empty_stream_orders()  # no stream here: an empty stream_orders, as the silver-layer flow leaves it
     return results
 
 

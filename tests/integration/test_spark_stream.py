@@ -21,17 +21,20 @@ import pytest
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
-from tasks.errors import PipelineError
-from tasks.kafka.connection import KafkaConnection, client_extras, ensure_topic
-from tasks.local.lake import Lake
-from tasks.core.orders import generate_orders, reference_data
+from tasks.core.contract import KAFKA_ORDERS
+from tasks.core.orders import generate_orders
 from tasks.core.quality import TableCounts
-from tasks.local.silver import run_stream_orders, stream_fingerprint
+from tasks.core.runner import run_stream_orders
+from tasks.errors import PipelineError
+from tasks.kafka.client import KafkaClientConfig, client_extras, ensure_topic
+from tasks.local.lake import Lake
+from tasks.local.order_catalog import reference_data
+from tasks.local.store import DeltaStore
+from tasks.local.stream import KafkaReader, write_batch
 from tasks.spark.job import main
+from tasks.spark.store import SparkStore
 from tasks.spark.stream import KafkaSource, run_stream
-from tasks.spark.stream import run_stream_orders as spark_stream_orders
 from tasks.spark.tables import Lakehouse
-from tasks.local.stream import KAFKA_ORDERS, KafkaReader, write_batch
 from tests.fixtures.spark import assert_same
 from tests.local_layers import build_local_layers
 
@@ -68,7 +71,7 @@ def odd_messages(product: str, customer: int) -> list[tuple[bytes | None, bytes 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> int:
     """Send to the partitions in turn, wait for every delivery report."""
-    producer = Producer({**KafkaConnection(bootstrap_servers=bootstrap).producer_config(), **client_extras()})
+    producer = Producer({**KafkaClientConfig(bootstrap_servers=bootstrap).producer_config(), **client_extras()})
     for index, (key, value) in enumerate(messages):
         producer.produce(topic, value, key, partition=index % PARTITIONS)
     assert producer.flush(60) == 0
@@ -85,7 +88,7 @@ def orders(lake: Path, count: int, seed: int) -> list[tuple[bytes, bytes]]:
 def local_bronze(bootstrap: str, topic: str, lake: Lake) -> None:
     """What the local bronze-layer flow does with the stream, without Prefect."""
     target = lake.uri("bronze", KAFKA_ORDERS)
-    config = {**KafkaConnection(bootstrap_servers=bootstrap).consumer_config("test-local"), **client_extras()}
+    config = {**KafkaClientConfig(bootstrap_servers=bootstrap).consumer_config("test-local"), **client_extras()}
     reader = KafkaReader.open(config, topic, target, bootstrap)
     try:
         for batch in reader.batches(100_000):
@@ -96,7 +99,7 @@ def local_bronze(bootstrap: str, topic: str, lake: Lake) -> None:
 
 def local_silver(lake: Lake) -> TableCounts:
     """What the local silver-layer flow does with the stream, without Prefect."""
-    return run_stream_orders(lake, stream_fingerprint(lake))
+    return run_stream_orders(DeltaStore(lake))
 
 
 @dataclass
@@ -114,7 +117,7 @@ class SparkEngine:
         return main(args, spark=self.spark)["tables"][0]
 
     def silver(self) -> TableCounts:
-        return spark_stream_orders(self.spark, Lakehouse(lake=str(self.lake)))
+        return run_stream_orders(SparkStore(self.spark, Lakehouse(lake=str(self.lake))))
 
 
 def table(root: Path, layer: str, name: str = KAFKA_ORDERS) -> pl.DataFrame:
@@ -168,7 +171,7 @@ def story(spark, kafka_bootstrap, generated_sources, tmp_path_factory) -> dict:
     for name in ("crm_prd_info", "crm_cust_info"):  # the same products and customers on both sides
         shutil.copytree(local_root / "silver" / name, spark_root / "silver" / name)
     topic = f"spark-stream-{uuid.uuid4().hex[:8]}"
-    ensure_topic(KafkaConnection(bootstrap_servers=kafka_bootstrap), topic, partitions=PARTITIONS)
+    ensure_topic(KafkaClientConfig(bootstrap_servers=kafka_bootstrap), topic, partitions=PARTITIONS)
     engine = SparkEngine(spark, kafka_bootstrap, topic, spark_root, work / "checkpoint")
     reference = reference_data(str(local_root))
     product, customer = sorted(reference.products)[0], int(reference.customers[0])

@@ -91,8 +91,9 @@ def test_produce_then_run_lands_every_order_once(tmp_path, transport, generated_
 @pytest.mark.kafka
 def test_sigkill_during_ingestion_loses_and_duplicates_nothing(tmp_path, transport, generated_sources):
     """Kill the bronze CLI at random moments (10 trials), rerun: every message is in bronze once."""
-    from flows.produce import produce_messages
     from prefect.settings import PREFECT_API_URL
+
+    from flows.produce import produce_messages
 
     lake = tmp_path / "lake"
     env = os.environ | {

@@ -1,4 +1,4 @@
-"""Concurrent runs on one lake: the lake lock (tasks/local/lock.py) serialises them.
+"""Concurrent runs on one lake: the lake lock (tasks/orchestration/lock.py) serialises them.
 
 Two `run` commands started at once must leave the tables a single run leaves; the second
 waits for the first with a log line naming it, and gives up after the timeout with a
@@ -24,7 +24,12 @@ from tests.reliability import ROOT, VOLATILE, CliProcess, cli_env, diff_summary,
 
 
 def test_lock_is_reentrant_in_one_thread_and_exclusive_across_threads(tmp_path):
-    from tasks.local.lock import LakeLockTimeout, holds_lake_lock, lake_lock, read_holder
+    from tasks.orchestration.lock import (
+        LakeLockTimeout,
+        holds_lake_lock,
+        lake_lock,
+        read_holder,
+    )
 
     lake = str(tmp_path / "lake")
     with lake_lock(lake, timeout_s=0) as holder:
@@ -56,12 +61,12 @@ def test_lock_is_reentrant_in_one_thread_and_exclusive_across_threads(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     """The kernel drops a flock when its process dies, SIGKILL included."""
-    from tasks.local.lock import lake_lock, read_holder
+    from tasks.orchestration.lock import lake_lock, read_holder
 
     lake = tmp_path / "lake"
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from tasks.local.lock import lake_lock\n"
+        "from tasks.orchestration.lock import lake_lock\n"
         "with lake_lock(sys.argv[2], timeout_s=0):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
@@ -80,7 +85,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 def test_object_store_lakes_are_not_locked():
-    from tasks.local.lock import lake_lock
+    from tasks.orchestration.lock import lake_lock
 
     with lake_lock("s3://bucket/lake", timeout_s=0) as holder:
         assert holder is None
@@ -92,8 +97,9 @@ def test_object_store_lakes_are_not_locked():
 def test_without_the_lock_two_stream_writers_duplicate_a_batch(tmp_path, monkeypatch):
     """Both writers read the recorded offset before either commits; delta-rs appends do not
     conflict, so both commit the same lines. This is what the lake lock prevents."""
-    import tasks.local.stream as stream_bronze
     from deltalake import write_deltalake
+
+    import tasks.local.stream as stream_bronze
 
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -176,7 +182,7 @@ def test_two_runs_started_at_once_equal_a_single_run(small_lake, tmp_path, monke
 
 @pytest.mark.usefixtures("prefect_server")
 def test_a_run_that_cannot_get_the_lock_fails_with_one_line(small_lake, tmp_path):
-    from tasks.local.lock import lake_lock
+    from tasks.orchestration.lock import lake_lock
 
     sources, _ = small_lake
     lake = tmp_path / "lake"

@@ -30,7 +30,16 @@ import polars as pl
 import pytest
 
 from tests.lake_snapshot import snapshot
-from tests.reliability import KAFKA_VOLATILE, VOLATILE, CliProcess, cli_env, diff_summary, restore, run_cli, save
+from tests.reliability import (
+    KAFKA_VOLATILE,
+    VOLATILE,
+    CliProcess,
+    cli_env,
+    diff_summary,
+    restore,
+    run_cli,
+    save,
+)
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 

@@ -47,8 +47,9 @@ def assert_exactly_once(table: str, landing: Path, lines: int) -> None:
 
 @pytest.mark.usefixtures("prefect_server")
 def test_maintenance_compacts_200_micro_batches_and_keeps_the_content(tmp_path):
-    from flows.maintenance import lake_maintenance
     from prefect.client.orchestration import get_client
+
+    from flows.maintenance import lake_maintenance
 
     lake = tmp_path / "lake"
     table, landing = stream_table(lake, batch=LINES // 200)
@@ -166,7 +167,9 @@ def test_an_overwrite_racing_a_compaction(tmp_path):
 
 def test_maintenance_commits_keep_what_the_table_was_built_from(tmp_path):
     """A rerun after maintenance still sees the table as up to date (no rebuild for nothing)."""
-    from tasks.local.silver import recorded_counts
+    from tasks.core.runner import recorded_counts
+    from tasks.local.lake import Lake
+    from tasks.local.store import DeltaStore
 
     uri = str(tmp_path / "silver" / "t")
     lake_io.overwrite(uri, pl.DataFrame({"k": [1]}), input_fingerprint="bronze@v1")
@@ -175,13 +178,13 @@ def test_maintenance_commits_keep_what_the_table_was_built_from(tmp_path):
     result = maintain_table(TableRef("silver", "t", uri), MaintenanceSettings(retention_hours=0, enforce_retention_duration=False))
     assert result.vacuumed == 1 and result.version_after > result.version_before
     assert lake_io.recorded_input(uri) == "bronze@v2"
-    assert recorded_counts(uri).rows_out == 2
+    assert recorded_counts(DeltaStore(Lake(str(tmp_path))), "t").rows_out == 2
 
 
 @pytest.mark.usefixtures("prefect_server")
 def test_overwritten_tables_are_skipped_while_a_run_holds_the_lake_lock(tmp_path):
     from flows.maintenance import lake_maintenance
-    from tasks.local.lock import lake_lock
+    from tasks.orchestration.lock import lake_lock
 
     lake = tmp_path / "lake"
     stream_table(lake, batch=200)

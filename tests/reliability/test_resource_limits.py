@@ -52,8 +52,8 @@ def test_a_full_producer_queue_pushes_back_instead_of_growing():
 
 
 def test_landing_batches_are_bounded_by_the_batch_setting(tmp_path, monkeypatch):
-    from tasks.settings import load_settings
     from tasks.local.stream import landing_batches
+    from tasks.settings import load_settings
 
     monkeypatch.setenv("LOGISTICS_STREAM_BATCH_MESSAGES", "64")
     limit = load_settings().stream_batch_messages
@@ -96,11 +96,12 @@ def test_landing_batches_resume_at_the_recorded_line(tmp_path):
 def test_kafka_batches_are_bounded_by_the_batch_setting(kafka_bootstrap, kafka_topic, tmp_path):
     from confluent_kafka import Producer
 
-    from tasks.kafka.connection import KafkaConnection, ensure_topic
+    from tasks.kafka.client import ensure_topic
+    from tasks.kafka.connection import KafkaConnection
     from tasks.local.stream import KafkaReader
 
     connection = KafkaConnection(bootstrap_servers=kafka_bootstrap)
-    ensure_topic(connection, kafka_topic, partitions=3)
+    ensure_topic(connection.client(), kafka_topic, partitions=3)
     producer = Producer(connection.producer_config())
     for i in range(1000):
         producer.produce(kafka_topic, b"{}", f"k{i}".encode())
@@ -137,7 +138,7 @@ def test_bronze_memory_does_not_grow_with_the_source(tmp_path):
 
     What grows between the two is what the ingest holds per byte of input: reading a file
     whole costs several times its size (the parsed frame, its Arrow export, the Parquet
-    encoder's buffers), the chunked ingest (``tasks.local.bronze.READ_CHUNK_BYTES`` per chunk,
+    encoder's buffers), the chunked ingest (``tasks.core.csv_source.READ_CHUNK_BYTES`` per chunk,
     streamed into one Delta commit) a few chunks in flight and one output file. The bound, 1.5x
     the growth of the largest file, leaves room for allocator noise (the chunked ingest grew by
     0.9x, 486 -> 550 MB; the whole-file read by 5.2x, 503 -> 878 MB)."""

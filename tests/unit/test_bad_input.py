@@ -20,15 +20,28 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tasks.local.bronze import MAX_FIELD_CHARS, SourceFileError, _read_fast, fingerprint_csv, ingest_csv, read_rows_robust
+from tasks.core.contract import (
+    BRONZE_ERROR,
+    KAFKA_ORDERS,
+    SOURCES_BY_TABLE,
+    STREAM_ORDERS,
+)
+from tasks.core.csv_source import (
+    MAX_FIELD_CHARS,
+    SourceFileError,
+    _read_fast,
+    fingerprint_csv,
+    read_rows_robust,
+)
 from tasks.core.drift import SchemaDriftError
-from tasks.local.lake import Lake
 from tasks.core.quality import RULE_COLUMN, TableCounts
+from tasks.core.runner import recorded_counts, run_silver_table, run_stream_orders
 from tasks.core.silver import SILVER_BY_NAME
-from tasks.local.silver import bronze_fingerprint, recorded_counts, run_silver_table, run_stream_orders
-from tasks.core.contract import BRONZE_ERROR, SOURCES_BY_TABLE
-from tasks.local.stream import KAFKA_ORDERS, Batch, _frame, _text, landing_app_id, write_batch
-from tasks.core.stream import STREAM_ORDERS
+from tasks.core.stream import decode_text
+from tasks.local.bronze import ingest_csv
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
+from tasks.local.stream import Batch, _frame, landing_app_id, write_batch
 
 NASTY = Path(__file__).resolve().parents[1] / "fixtures" / "nasty"
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
@@ -50,7 +63,7 @@ def land(path: Path, table: str, root: Path) -> tuple[TableCounts, pl.DataFrame,
     lake = Lake(str(root))
     bronze_uri = lake.uri("bronze", table)
     ingest_csv(path, source, bronze_uri, fingerprint_csv(path, source))
-    counts = run_silver_table(SILVER_BY_NAME[table], lake, bronze_fingerprint(bronze_uri))
+    counts = run_silver_table(DeltaStore(lake), SILVER_BY_NAME[table])
     frames = [pl.read_delta(lake.uri(layer, table)) for layer in ("bronze", "silver", "quarantine")]
     return counts, *frames
 
@@ -292,7 +305,7 @@ def check_csv_lands_or_is_refused(data: bytes, table: str) -> None:
             return
         assert_reconciles(counts, *frames)
         event("landed, with malformed rows" if frames[0][BRONZE_ERROR].null_count() < frames[0].height else "landed")
-        assert recorded_counts(Lake(str(Path(tmp) / "lake")).uri("silver", table)) == counts
+        assert recorded_counts(DeltaStore(Lake(str(Path(tmp) / "lake"))), table) == counts
 
 
 @PROPERTY
@@ -325,7 +338,7 @@ def reference_lake(tmp_path_factory) -> tuple[Lake, list[str], list[int]]:
         source = SOURCES_BY_TABLE[table]
         path = source.path(SHIPPED)
         ingest_csv(path, source, lake.uri("bronze", table), fingerprint_csv(path, source))
-        run_silver_table(SILVER_BY_NAME[table], lake, bronze_fingerprint(lake.uri("bronze", table)))
+        run_silver_table(DeltaStore(lake), SILVER_BY_NAME[table])
     products = pl.read_delta(lake.uri("silver", "crm_prd_info")).filter(pl.col("prd_end_dt").is_null())["prd_key"].to_list()
     customers = pl.read_delta(lake.uri("silver", "crm_cust_info"))["cst_id"].to_list()
     return lake, products[:5], customers[:5]
@@ -348,7 +361,7 @@ def run_stream(values: list[str | None], reference_lake) -> tuple[TableCounts, p
         n = len(values)
         rows = _frame(values, [None] * n, [0] * n, list(range(n)), [None] * n, ["landing/orders/test.jsonl"] * n, [app_id] * n, "test-0")
         write_batch(bronze_uri, Batch(rows, {app_id: n}))
-        counts = run_stream_orders(out, bronze_fingerprint(bronze_uri))
+        counts = run_stream_orders(DeltaStore(out))
         frames = [pl.read_delta(uri) for uri in (bronze_uri, out.uri("silver", STREAM_ORDERS), out.uri("quarantine", STREAM_ORDERS))]
     return counts, *frames
 
@@ -360,7 +373,6 @@ def assert_stream_reconciles(counts: TableCounts, bronze: pl.DataFrame, silver: 
     assert quarantine.select(RULE_COLUMN, "partition", "offset").null_count().row(0) == (0, 0, 0)
     # every message is in silver (by its order number) or in quarantine (by its offset)
     quarantined = set(quarantine["offset"].to_list())
-    landed = set(silver["sls_ord_num"].to_list())
     for offset, value in bronze.select("offset", "value").rows():
         if offset not in quarantined:
             assert _lands(value, silver), f"message at offset {offset} is neither in silver nor in quarantine"
@@ -374,7 +386,7 @@ NASTY_VALUES = {
     "NaN literal": ('{"customer_id": NaN, "lines": [{}]}', "not_json"),
     "Infinity literal": ('{"customer_id": Infinity, "lines": [{}]}', "not_json"),
     "deeply nested": ("[" * 5000 + "]" * 5000, "not_json"),
-    "invalid utf-8 replaced": (_text(b'{"a": "\xff\xfe"'), "not_json"),
+    "invalid utf-8 replaced": (decode_text(b'{"a": "\xff\xfe"'), "not_json"),
     "a list": ("[1, 2, 3]", "wrong_shape"),
     "a number": ("42", "wrong_shape"),
     "a string": ('"order"', "wrong_shape"),
@@ -491,7 +503,7 @@ def kafka_values(draw, products: list[str], customers: list[int]) -> str | None:
     kind = draw(st.sampled_from(["bytes", "json", "mutated", "mutated", "valid"]))
     if kind == "bytes":
         raw = draw(st.one_of(st.none(), st.binary(max_size=60)))
-        return _text(raw)
+        return decode_text(raw)
     if kind == "json":
         return json.dumps(draw(JSON), allow_nan=True)
     order = valid_order(products, customers, draw(st.integers(0, 3)))
@@ -548,7 +560,7 @@ def test_kafka_batches_are_decoded_column_wise_as_message_by_message(messages):
     partitions, offsets = [i % 3 for i in range(len(messages))], list(range(len(messages)))
     batch = _kafka_frame("orders", values, keys, partitions, offsets, stamps, "b-0")
     one_by_one = _frame(
-        [_text(v) for v in values], [_text(k) for k in keys], partitions, offsets,
+        [decode_text(v) for v in values], [decode_text(k) for k in keys], partitions, offsets,
         [datetime.fromtimestamp(s / 1000, timezone.utc) if s >= 0 else None for s in stamps],
         ["orders"] * len(messages), [kafka_app_id("orders", p) for p in partitions], "b-0",
     )

@@ -7,9 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks.local import lake
-from tasks.local.bronze import SourceFileError, fingerprint_csv, ingest_csv
 from tasks.core.contract import SOURCES_BY_TABLE
+from tasks.core.csv_source import SourceFileError, fingerprint_csv
+from tasks.local import lake
+from tasks.local.bronze import ingest_csv
 
 CATEGORIES = SOURCES_BY_TABLE["erp_px_cat_g1v2"]
 
@@ -145,11 +146,11 @@ def test_blank_lines_are_rows_marked_blank(tmp_path):
 
 
 def test_well_formed_files_take_the_polars_path(tmp_path, monkeypatch):
-    import tasks.local.bronze
+    import tasks.core.csv_source
 
     def robust_path(*_):
         raise AssertionError("the robust path is for files polars cannot read faithfully")
 
-    monkeypatch.setattr(tasks.local.bronze, "read_rows_robust", robust_path)
+    monkeypatch.setattr(tasks.core.csv_source, "read_rows_robust", robust_path)
     rows = bronze_rows(tmp_path, b'\xef\xbb\xbfID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,"Racks, Bike",,""\r\nAC_BS,"two\r\nlines",x,y')
     assert rows.rows() == [("AC_BR", "Racks, Bike", None, "", 2, None), ("AC_BS", "two\r\nlines", "x", "y", 3, None)]

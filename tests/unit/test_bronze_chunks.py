@@ -14,11 +14,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import tasks.local.bronze
-from tasks.local import lake
-from tasks.local.bronze import MAX_RECORD_LINES, SourceFileError, fingerprint_csv, ingest_csv, read_csv_as_text, record_chunks
+import tasks.core.csv_source
 from tasks.core.contract import BRONZE_ERROR, SOURCES_BY_TABLE
-from tests.unit.test_bad_input import CATEGORIES, LANDS, NASTY, PROPERTY, SALES, SHIPPED, csv_files
+from tasks.core.csv_source import (
+    MAX_RECORD_LINES,
+    SourceFileError,
+    fingerprint_csv,
+    read_csv_as_text,
+    record_chunks,
+)
+from tasks.local import lake
+from tasks.local.bronze import ingest_csv
+from tests.unit.test_bad_input import (
+    CATEGORIES,
+    LANDS,
+    NASTY,
+    PROPERTY,
+    SALES,
+    SHIPPED,
+    csv_files,
+)
 
 CHUNK_SIZES = (1, 40, 300)
 """Bytes per chunk to force: one line per chunk (plus what a record needs), a few lines, more."""
@@ -26,12 +41,12 @@ CHUNK_SIZES = (1, 40, 300)
 
 @contextmanager
 def chunk_size(chunk_bytes: int) -> Iterator[None]:
-    old = tasks.local.bronze.READ_CHUNK_BYTES
-    tasks.local.bronze.READ_CHUNK_BYTES = chunk_bytes
+    old = tasks.core.csv_source.READ_CHUNK_BYTES
+    tasks.core.csv_source.READ_CHUNK_BYTES = chunk_bytes
     try:
         yield
     finally:
-        tasks.local.bronze.READ_CHUNK_BYTES = old
+        tasks.core.csv_source.READ_CHUNK_BYTES = old
 
 
 def read(path: Path, table: str, chunk_bytes: int) -> pl.DataFrame:
@@ -187,7 +202,7 @@ def test_well_formed_chunks_take_the_polars_path(tmp_path, monkeypatch):
     def robust_path(*_):
         raise AssertionError("the robust path is for chunks polars cannot read faithfully")
 
-    monkeypatch.setattr(tasks.local.bronze, "read_rows_robust", robust_path)
+    monkeypatch.setattr(tasks.core.csv_source, "read_rows_robust", robust_path)
     path = write(tmp_path, b'\xef\xbb\xbfID,CAT,SUBCAT,MAINTENANCE\r\n' + b'AC,"Racks, Bike",,""\r\nAS,"two\r\nlines",x,y\r\n' * 50)
     assert len(chunks(path, CATEGORIES, 100)) > 10
     rows = read(path, CATEGORIES, 100)
@@ -198,7 +213,7 @@ def test_well_formed_chunks_take_the_polars_path(tmp_path, monkeypatch):
 
 def test_a_file_of_many_chunks_lands_in_one_commit(tmp_path, monkeypatch):
     path = write(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\n" + b"".join(b"K%d,c,s,m\n" % n for n in range(5000)))
-    monkeypatch.setattr(tasks.local.bronze, "READ_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 4096)
     assert len(chunks(path, CATEGORIES, 4096)) > 10
     uri = str(tmp_path / "lake" / "bronze" / CATEGORIES)
     source = SOURCES_BY_TABLE[CATEGORIES]
@@ -217,8 +232,8 @@ def test_an_error_while_reading_leaves_the_table_as_it_was_and_is_raised_as_is(t
     assert ingest_csv(path, source, uri, fingerprint_csv(path, source)) == 500
     path.write_bytes(path.read_bytes() + b"K500,c,s,m\n")
     fingerprint = fingerprint_csv(path, source)
-    monkeypatch.setattr(tasks.local.bronze, "READ_CHUNK_BYTES", 1024)
-    chunks = tasks.local.bronze.record_chunks
+    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 1024)
+    chunks = tasks.core.csv_source.record_chunks
 
     def failing(*args):
         for number, chunk in enumerate(chunks(*args)):
@@ -226,7 +241,7 @@ def test_an_error_while_reading_leaves_the_table_as_it_was_and_is_raised_as_is(t
                 raise OSError("disk went away")
             yield chunk
 
-    monkeypatch.setattr(tasks.local.bronze, "record_chunks", failing)
+    monkeypatch.setattr(tasks.core.csv_source, "record_chunks", failing)
     with pytest.raises(OSError, match="disk went away"):
         ingest_csv(path, source, uri, fingerprint)
     assert lake.table_version(uri) == 0 and pl.read_delta(uri).height == 500

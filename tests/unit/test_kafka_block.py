@@ -12,7 +12,12 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from tasks.errors import PipelineError
-from tasks.kafka.connection import KafkaConnection, check_reachable, client_extras, kafka_connection_from_settings, load_kafka_connection
+from tasks.kafka.client import check_reachable, client_extras
+from tasks.kafka.connection import (
+    KafkaConnection,
+    kafka_connection_from_settings,
+    load_kafka_connection,
+)
 from tasks.settings import Settings
 
 SECRET = "cflt-secret-Zq9xV2"
@@ -106,7 +111,7 @@ def test_unreachable_broker_fails_in_bounded_time_naming_it(cloud, caplog):
     connection = cloud.model_copy(update={"bootstrap_servers": f"127.0.0.1:{port}"})
     started = time.monotonic()
     with caplog.at_level(logging.DEBUG), pytest.raises(PipelineError) as raised:
-        check_reachable(connection, timeout_s=1.5)
+        check_reachable(connection.client(), timeout_s=1.5)
     assert time.monotonic() - started < 10
     message = str(raised.value)
     assert f"127.0.0.1:{port}" in message

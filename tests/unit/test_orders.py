@@ -12,8 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tasks.core.orders import BAD_KINDS, bad_count, generate_orders
 from tasks.errors import PipelineError
-from tasks.core.orders import BAD_KINDS, bad_count, generate_orders, reference_data
+from tasks.local.order_catalog import reference_data
 from tasks.settings import DEFAULT_SOURCE_DIR
 
 NOW = datetime(2026, 11, 26, 13, 0, 0, 123456, tzinfo=timezone.utc)

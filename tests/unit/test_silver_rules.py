@@ -9,7 +9,15 @@ import polars as pl
 import pytest
 
 from tasks.core.quality import RULE_COLUMN, TableCounts
-from tasks.core.silver import SILVER_BY_NAME, build, erp_customers, stage_dates, to_date, to_float, to_int
+from tasks.core.silver import (
+    SILVER_BY_NAME,
+    build,
+    erp_customers,
+    stage_dates,
+    to_date,
+    to_float,
+    to_int,
+)
 
 LOADED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

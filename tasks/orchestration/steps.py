@@ -1,0 +1,46 @@
+"""The Prefect tasks the layer flows call: each wraps one step of the engine-neutral work,
+with the caching and retries that step wants.
+
+Bronze and silver tasks are cached on what they read: a file's content hash, or the state of
+a bronze table (``tasks.orchestration.caching``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from tasks.core.contract import SourceFile
+from tasks.core.csv_source import CsvFingerprint, fingerprint_csv
+from tasks.core.quality import TableCounts
+from tasks.core.runner import run_silver_table, run_stream_orders
+from tasks.core.silver import SilverTable
+from tasks.local.bronze import ingest_csv
+from tasks.local.lake import Lake
+from tasks.local.store import DeltaStore
+from tasks.orchestration.caching import input_cache_key
+
+
+@task(task_run_name="check-{source.table}")
+def check_source(source: SourceFile, source_dir: Path) -> CsvFingerprint:
+    """Refuse a missing, empty, non-UTF-8 or wrongly shaped file before anything is written."""
+    return fingerprint_csv(source.path(source_dir), source)
+
+
+@task(task_run_name="ingest-{source.table}", cache_key_fn=input_cache_key, persist_result=True)
+def ingest_source(source: SourceFile, source_dir: Path, target_uri: str, fingerprint: str, checked: CsvFingerprint) -> int:
+    """Land one checked CSV in its bronze table (cached on the file's content hash)."""
+    return ingest_csv(source.path(source_dir), source, target_uri, checked)
+
+
+@task(task_run_name="silver-{table.name}", cache_key_fn=input_cache_key, persist_result=True)
+def build_silver_table(table: SilverTable, lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts:
+    """Build one silver table (cached on the state of its bronze input)."""
+    return run_silver_table(DeltaStore(lake_), table, force)
+
+
+@task(task_run_name="silver-stream_orders", cache_key_fn=input_cache_key, persist_result=True)
+def build_stream_orders(lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts | None:
+    """Build silver stream_orders (cached on the state of its bronze input)."""
+    return run_stream_orders(DeltaStore(lake_), force)
