@@ -27,8 +27,9 @@ install: $(TEST_INSTALLED)
 run: $(RUN_INSTALLED)
 	$(BIN)/logistics-pipeline run --lake $(LAKE)
 
-## The full test suite: unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
+## The full test suite: the import contracts, then unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
 test: $(TEST_INSTALLED) compose-tools
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## Unit tests only (seconds).

@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from tasks.core.contract import KAFKA_ORDERS, SOURCES
@@ -20,17 +19,16 @@ from tasks.databricks.jobs import run_on_databricks, stream_settings
 from tasks.kafka.client import client_extras
 from tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
 from tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
-from tasks.local.stream import Batch, KafkaReader, landing_batches, write_batch
+from tasks.local.stream import KafkaReader, landing_batches
 from tasks.orchestration.assets import (
     landing_asset,
-    materializing,
     source_asset,
     table_asset,
     topic_asset,
 )
 from tasks.orchestration.caching import is_stale
 from tasks.orchestration.lock import lake_lock
-from tasks.orchestration.steps import check_source, ingest_source
+from tasks.orchestration.steps import check_source, ingest_source, write_stream_batch
 from tasks.settings import load_settings
 
 
@@ -72,11 +70,10 @@ def bronze_layer(
                 logger.warning(warning)
             fingerprint = checked[source.table].sha256
             ingested[source.table] = is_stale(target, fingerprint)
-            ingest = materializing(
-                ingest_source.with_options(refresh_cache=ingested[source.table]),
-                [table_asset(settings.lake, "bronze", source.table)],
+            ingest = ingest_source.with_options(
+                assets=[table_asset(settings.lake, "bronze", source.table)],
                 asset_deps=[source_asset(source.path(settings.source_dir))],
-                metadata=lambda rows: {"rows": rows},
+                refresh_cache=ingested[source.table],
             )
             rows[source.table] = ingest(source, settings.source_dir, target_uri=target, fingerprint=fingerprint, checked=checked[source.table])
             logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
@@ -100,11 +97,9 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
     """Append the stream's new messages to bronze kafka_orders; returns how many were added."""
     logger = get_run_logger()
     target = lake_.uri("bronze", KAFKA_ORDERS)
-    write = materializing(
-        write_stream_batch,
-        [table_asset(lake_.root, "bronze", KAFKA_ORDERS)],
+    write = write_stream_batch.with_options(
+        assets=[table_asset(lake_.root, "bronze", KAFKA_ORDERS)],
         asset_deps=[landing_asset(lake_.root) if connection is None else topic_asset(connection.bootstrap_servers, topic)],
-        metadata=lambda rows: {"rows_appended": rows},
     )
     if connection is None:
         landing = Path(lake_.root) / "landing" / "orders"
@@ -135,9 +130,3 @@ def check_stream_table(uri: str) -> None:
             uri, f"{problem}; it holds the stream's history and cannot be rebuilt from an export: restore it from a backup, "
             "or move it away to read the topic again from its earliest retained offset",
         )
-
-
-@task(cache_policy=NO_CACHE, task_run_name="stream-batch")
-def write_stream_batch(target_uri: str, batch: Batch) -> int:
-    """Append one batch and its end offsets in a single Delta commit (never per message)."""
-    return write_batch(target_uri, batch)

@@ -25,7 +25,7 @@ from tasks.databricks.jobs import run_on_databricks
 from tasks.local.bronze import new_bronze_columns
 from tasks.local.lake import Lake, repair, table_exists
 from tasks.local.store import DeltaStore, bronze_fingerprint
-from tasks.orchestration.assets import materializing, table_asset
+from tasks.orchestration.assets import table_asset
 from tasks.orchestration.lock import lake_lock
 from tasks.orchestration.steps import build_silver_table, build_stream_orders
 from tasks.settings import load_settings
@@ -70,11 +70,10 @@ def silver_layer(
             target = lake_.uri("silver", table.name)
             fingerprint = bronze_fingerprint(lake_.uri("bronze", table.bronze))
             stale = full_refresh or not outputs_current(store, table.name, fingerprint)
-            build = materializing(
-                build_silver_table.with_options(refresh_cache=stale),
-                [table_asset(settings.lake, "silver", table.name), table_asset(settings.lake, "quarantine", table.name)],
+            build = build_silver_table.with_options(
+                assets=[table_asset(settings.lake, "silver", table.name), table_asset(settings.lake, "quarantine", table.name)],
                 asset_deps=[table_asset(settings.lake, "bronze", table.bronze)],
-                metadata=counts_metadata,
+                refresh_cache=stale,
             )
             futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint, force=full_refresh))
         wait(futures)  # a table stopped by schema drift fails the layer, after the other tables are built
@@ -88,11 +87,10 @@ def silver_layer(
             stream = bronze_fingerprint(stream_bronze)
             target = lake_.uri("silver", STREAM_ORDERS)
             stale = full_refresh or not outputs_current(store, STREAM_ORDERS, stream)
-            build = materializing(
-                build_stream_orders.with_options(refresh_cache=stale),
-                [table_asset(settings.lake, "silver", STREAM_ORDERS), table_asset(settings.lake, "quarantine", STREAM_ORDERS)],
+            build = build_stream_orders.with_options(
+                assets=[table_asset(settings.lake, "silver", STREAM_ORDERS), table_asset(settings.lake, "quarantine", STREAM_ORDERS)],
                 asset_deps=[table_asset(settings.lake, "bronze", KAFKA_ORDERS)],
-                metadata=counts_metadata,
+                refresh_cache=stale,
             )
             counts.append(build(lake_, target_uri=target, fingerprint=stream, force=full_refresh))
 
@@ -115,8 +113,3 @@ def repair_outputs(lake_: Lake, table: str, upstream: str) -> None:
         warning = repair(lake_.uri(layer, table), upstream)
         if warning:
             get_run_logger().warning(warning)
-
-
-def counts_metadata(counts: TableCounts) -> dict[str, int]:
-    """What the silver and quarantine assets record about a build."""
-    return {"rows_in": counts.rows_in, "rows_out": counts.rows_out, "quarantined": counts.quarantined, "merged_duplicates": counts.merged_duplicates}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
+from tasks.errors import PipelineError
+
 RULE_COLUMN = "_rule"
 STAGED = "_staged_"
 """Prefix of helper columns computed once before the rules; quarantine drops them."""
@@ -43,9 +45,14 @@ def quarantined(tagged: nw.LazyFrame) -> nw.LazyFrame:
     return tagged.filter(~nw.col(RULE_COLUMN).is_null()).drop(helpers)
 
 
+class CountsDoNotReconcile(PipelineError):
+    """Rows were lost or made up between bronze and silver: a bug, which stops the table."""
+
+
 @dataclass(frozen=True)
 class TableCounts:
-    """Rows in, out, quarantined and merged as duplicates for one silver table."""
+    """Rows in, out, quarantined and merged as duplicates for one silver table, each counted
+    where it happens (``tasks.core.runner``); constructing counts that do not add up raises."""
 
     table: str
     rows_in: int
@@ -54,8 +61,10 @@ class TableCounts:
     merged_duplicates: int
 
     def __post_init__(self) -> None:
-        if self.rows_in != self.rows_out + self.quarantined + self.merged_duplicates:
-            raise ValueError(
+        if min(self.rows_in, self.rows_out, self.quarantined, self.merged_duplicates) < 0 or (
+            self.rows_in != self.rows_out + self.quarantined + self.merged_duplicates
+        ):
+            raise CountsDoNotReconcile(
                 f"silver table {self.table}: counts do not reconcile: {self.rows_in} in != "
                 f"{self.rows_out} out + {self.quarantined} quarantined + {self.merged_duplicates} merged"
             )

@@ -1,14 +1,20 @@
 """Gold with dbt: build the dimensional models and run their tests through PrefectDbtRunner,
-so that every model and test is a task (and an asset) in the Prefect UI."""
+so that every model and test is a task (and an asset) in the Prefect UI.
+
+dbt gets what varies per run as arguments, never through this process's environment: the
+lake as the var ``lake`` (where the sources' Delta tables are), the log and target paths as
+options, and, for the local target, the DuckDB file to build in a profiles.yml written for
+the run (the project's own, with that one path replaced: a profile cannot read vars).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import yaml
 
 from tasks.errors import PipelineError
 from tasks.settings import DBT_PROJECT_DIR, Settings
@@ -24,30 +30,41 @@ UNKNOWN_MEMBERS_TEST = "assert_unknown_members_within_limit"
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 
-def dbt_environment(settings: Settings, gold_path: str | None) -> dict[str, str]:
-    """What the dbt profile reads from the environment: the lake, and the DuckDB file to build."""
-    return {"LOGISTICS_LAKE": settings.lake, **({"LOGISTICS_GOLD_PATH": gold_path} if gold_path else {})}
+def dbt_vars(settings: Settings) -> dict[str, object]:
+    """The project's vars: the lake, and the limit on order lines under the unknown member when one is set."""
+    limit = {} if settings.max_unknown_lines is None else {"max_unknown_member_lines": settings.max_unknown_lines}
+    return {"lake": settings.lake, **limit}
 
 
-def dbt_vars(settings: Settings) -> dict[str, int]:
-    """The project's vars: the limit on order lines under the unknown member, when one is set."""
-    return {} if settings.max_unknown_lines is None else {"max_unknown_member_lines": settings.max_unknown_lines}
+def work_dir(settings: Settings) -> Path:
+    """Where dbt's compiled files, logs and per-run profile go: the lake, not the repository."""
+    return Path(settings.lake) / "_dbt" if settings.is_local_lake else Path(".dbt-work")
 
 
-def dbt_runner(settings: Settings) -> PrefectDbtRunner:
-    """A runner whose compiled files and logs live in the lake, not in the repository.
+def profiles_dir(settings: Settings, gold_path: str | None) -> Path:
+    """The project's profiles.yml, or for a local build a copy whose DuckDB path is ``gold_path``."""
+    if gold_path is None or settings.dbt_target != "local":
+        return DBT_PROJECT_DIR
+    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    profiles["dbt_gold"]["outputs"]["local"]["path"] = gold_path
+    folder = Path(gold_path).parent / "profile"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profiles.yml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    return folder
+
+
+def dbt_runner(settings: Settings, gold_path: str | None) -> PrefectDbtRunner:
+    """A runner for this run's profile.
 
     dbt is imported here, not at module level: it takes seconds, and a run whose gold is
     up to date never needs it."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    work_dir = Path(settings.lake) / "_dbt" if settings.is_local_lake else Path(".dbt-work")
-    os.environ["DBT_LOG_PATH"] = str(work_dir / "logs")
     return PrefectDbtRunner(
         settings=PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR,
-            profiles_dir=DBT_PROJECT_DIR,
-            target_path=work_dir / "target",
+            profiles_dir=profiles_dir(settings, gold_path),
+            target_path=work_dir(settings) / "target",
         ),
         raise_on_failure=False,
     )
@@ -98,21 +115,11 @@ def stream_freshness(settings: Settings, gold_path: str | None = None) -> dict[s
 
 
 def invoke(settings: Settings, args: list[str], gold_path: str | None) -> Any:
-    """Run dbt in-process with the profile's environment set for this call only."""
-    environment = dbt_environment(settings, gold_path)
-    saved = {name: os.environ.get(name) for name in (*environment, "LOGISTICS_GOLD_PATH")}
-    os.environ.pop("LOGISTICS_GOLD_PATH", None)
-    os.environ.update(environment)
-    variables = dbt_vars(settings)
+    """Run dbt in-process with this run's vars, profile and paths."""
     try:
-        return dbt_runner(settings).invoke([*args, *(["--vars", json.dumps(variables)] if variables else [])])
+        return dbt_runner(settings, gold_path).invoke([*args, "--vars", json.dumps(dbt_vars(settings))], log_path=str(work_dir(settings) / "logs"))
     finally:
         release_duckdb_file()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def release_duckdb_file() -> None:
@@ -122,10 +129,12 @@ def release_duckdb_file() -> None:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     except ImportError:  # another adapter
         return
-    environment = DuckDBConnectionManager._ENV
-    if environment is not None:
-        environment.close()
-        DuckDBConnectionManager.close_all_connections()
+    try:
+        environment = DuckDBConnectionManager.env()
+    except Exception:  # noqa: BLE001 - dbt-duckdb raises a bare Exception when no run created one
+        return
+    environment.close()
+    DuckDBConnectionManager.close_all_connections()  # forgets the closed environment
 
 
 def gold_row_counts(gold_path: str) -> dict[str, int]:

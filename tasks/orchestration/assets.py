@@ -16,16 +16,18 @@ really does copy each silver Delta table into ``gold.duckdb`` as ``silver.<table
 :func:`link_dbt_sources` records that copy: the dbt source asset, with the silver Delta table
 as its upstream. That closes the chain silver -> dbt source -> gold.
 
-Keys are only known at run time (they hold the lake's path), so a plain ``@task`` is turned
-into a materializing one where it is called, with :func:`materializing`::
+Keys are only known at run time (they hold the lake's path), so the tasks are defined with
+:func:`materializes` and given their assets where they are called, with Prefect's public
+``with_options``::
 
-    ingest = materializing(
-        ingest_source.with_options(refresh_cache=stale),
-        [table_asset(lake, "bronze", source.table)],
+    ingest = ingest_source.with_options(
+        assets=[table_asset(lake, "bronze", source.table)],
         asset_deps=[source_asset(source.path(source_dir))],
-        metadata=lambda rows: {"rows": rows},
+        refresh_cache=stale,
     )
     rows = ingest(source, source_dir, target_uri=target, ...)
+
+Inside, a task records metadata (row counts) on its assets with :func:`record_on_assets`.
 
 Prefect emits ``prefect.asset.materialization.succeeded`` for each asset when the task run
 completes, with the upstream assets as related resources (a run that is served from the
@@ -35,18 +37,15 @@ open-source server keeps them as events (Events page, ``/api/events/filter``).
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from prefect import task
 from prefect.assets import Asset, AssetProperties, add_asset_metadata
 from prefect.cache_policies import NO_CACHE
 from prefect.context import AssetContext
-from prefect.tasks import MaterializingTask, Task
+from prefect.tasks import MaterializingTask
 
 R = TypeVar("R")
 
@@ -129,78 +128,31 @@ def gold_asset(model: str) -> Asset:
     return Asset(key=f"{DBT_ADAPTER}://{DBT_DATABASE}/{DBT_MODEL_SCHEMA}/{model}")
 
 
-# --- marking task runs as materializations -------------------------------------------------
-
-# Task.__init__ parameters stored under another attribute name (as in MaterializingTask.with_options).
-_ATTRIBUTE = {
-    "on_completion": "on_completion_hooks",
-    "on_failure": "on_failure_hooks",
-    "on_running": "on_running_hooks",
-    "on_rollback": "on_rollback_hooks",
-    "on_commit": "on_commit_hooks",
-    "persist_result": "_user_persist_result",
-    "cache_policy": "_user_cache_policy",
-}
+# --- tasks that materialize assets -------------------------------------------------------------
 
 
-def _task_options(task_: Task[Any, Any]) -> dict[str, Any]:
-    """Every option of ``task_`` (name, retries, cache key function, ...), as Task.__init__ takes them."""
-    options: dict[str, Any] = {}
-    for name in inspect.signature(Task.__init__).parameters:
-        if name in ("self", "fn"):
-            continue
-        value = getattr(task_, _ATTRIBUTE.get(name, name))
-        options[name] = list(value) if name in _ATTRIBUTE and name.startswith("on_") else value
-    return options
+def materializes(**task_options: Any) -> Callable[[Callable[..., R]], MaterializingTask[..., R]]:
+    """Like ``@task``, for a task whose runs materialize assets that are only known at run time
+    (their keys hold the lake's path): the caller names them with Prefect's public
+    ``MaterializingTask.with_options(assets=[...], asset_deps=[...])``. (``@materialize`` needs
+    the assets when the task is defined.)"""
+
+    def decorate(fn: Callable[..., R]) -> MaterializingTask[..., R]:
+        return MaterializingTask(fn=fn, assets=[], **task_options)
+
+    return decorate
 
 
-def materializing(
-    task_: Task[..., R],
-    assets: Sequence[Asset | str],
-    *,
-    asset_deps: Iterable[Asset | str] = (),
-    by: str | None = None,
-    metadata: Callable[[R], dict[str, Any]] | None = None,
-) -> MaterializingTask[..., R]:
-    """A copy of ``task_`` (all its options kept) whose runs materialize ``assets`` from ``asset_deps``.
-
-    Call it where the keys are known (inside the flow) and call the result like the task.
-    ``metadata`` turns the task's return value into metadata recorded on every asset (row
-    counts, say). Assets produced by upstream materializing tasks whose results are passed in
-    as arguments are added as upstream assets by Prefect itself.
-    """
-    fn = task_.fn
-    if metadata is not None:
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError("materializing(metadata=...) supports synchronous tasks only")
-        original = fn
-
-        @functools.wraps(original)
-        def fn(*args: Any, **kwargs: Any) -> R:
-            result = original(*args, **kwargs)
-            record = metadata(result)
-            for asset in assets:
-                add_asset_metadata(asset, record)
-            return result
-
-    options = _task_options(task_)
-    options["asset_deps"] = [*(options.get("asset_deps") or []), *asset_deps] or None
-    return MaterializingTask(fn=fn, assets=list(assets), materialized_by=by, **options)
-
-
-def add_table_metadata(asset: Asset | str, metadata: dict[str, Any]) -> bool:
-    """Record metadata on ``asset`` when called inside a task run that materializes it;
-    elsewhere (``task.fn()`` in a unit test, a plain task) do nothing. Returns whether it was recorded."""
+def record_on_assets(metadata: dict[str, Any]) -> None:
+    """Record ``metadata`` (row counts, say) on every asset the current task run materializes;
+    nothing outside such a run (``task.fn()`` in a unit test)."""
     context = AssetContext.get()
-    key = asset if isinstance(asset, str) else asset.key
-    if context is None or key not in {a.key for a in context.downstream_assets}:
-        return False
-    context.add_asset_metadata(key, metadata)
-    return True
+    for asset in context.downstream_assets if context is not None else ():
+        add_asset_metadata(asset, metadata)
 
 
-@task(task_run_name="dbt-source-{table}", cache_policy=NO_CACHE)
-def _present_to_dbt(table: str) -> str:
+@materializes(task_run_name="dbt-source-{table}", cache_policy=NO_CACHE, materialized_by="dbt-duckdb")
+def present_to_dbt(table: str) -> str:
     return table
 
 
@@ -209,10 +161,4 @@ def link_dbt_sources(lake: str, tables: Iterable[str]) -> None:
     with the silver Delta table as its upstream. Call it in the gold flow, before dbt runs,
     for the local (duckdb) target."""
     for table in tables:
-        link = materializing(
-            _present_to_dbt,
-            [dbt_source_asset(table)],
-            asset_deps=[table_asset(lake, "silver", table)],
-            by="dbt-duckdb",
-        )
-        link(table)
+        present_to_dbt.with_options(assets=[dbt_source_asset(table)], asset_deps=[table_asset(lake, "silver", table)])(table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from tasks.core.contract import SourceFile
 from tasks.core.csv_source import CsvFingerprint, fingerprint_csv
@@ -19,6 +20,8 @@ from tasks.core.silver import SilverTable
 from tasks.local.bronze import ingest_csv
 from tasks.local.lake import Lake
 from tasks.local.store import DeltaStore
+from tasks.local.stream import Batch, write_batch
+from tasks.orchestration.assets import materializes, record_on_assets
 from tasks.orchestration.caching import input_cache_key
 
 
@@ -28,19 +31,39 @@ def check_source(source: SourceFile, source_dir: Path) -> CsvFingerprint:
     return fingerprint_csv(source.path(source_dir), source)
 
 
-@task(task_run_name="ingest-{source.table}", cache_key_fn=input_cache_key, persist_result=True)
+@materializes(task_run_name="ingest-{source.table}", cache_key_fn=input_cache_key, persist_result=True)
 def ingest_source(source: SourceFile, source_dir: Path, target_uri: str, fingerprint: str, checked: CsvFingerprint) -> int:
     """Land one checked CSV in its bronze table (cached on the file's content hash)."""
-    return ingest_csv(source.path(source_dir), source, target_uri, checked)
+    rows = ingest_csv(source.path(source_dir), source, target_uri, checked)
+    record_on_assets({"rows": rows})
+    return rows
 
 
-@task(task_run_name="silver-{table.name}", cache_key_fn=input_cache_key, persist_result=True)
+@materializes(task_run_name="silver-{table.name}", cache_key_fn=input_cache_key, persist_result=True)
 def build_silver_table(table: SilverTable, lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts:
-    """Build one silver table (cached on the state of its bronze input)."""
-    return run_silver_table(DeltaStore(lake_), table, force)
+    """Build one silver table and its quarantine (cached on the state of its bronze input)."""
+    counts = run_silver_table(DeltaStore(lake_), table, force)
+    record_on_assets(counts_metadata(counts))
+    return counts
 
 
-@task(task_run_name="silver-stream_orders", cache_key_fn=input_cache_key, persist_result=True)
+@materializes(task_run_name="silver-stream_orders", cache_key_fn=input_cache_key, persist_result=True)
 def build_stream_orders(lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts | None:
-    """Build silver stream_orders (cached on the state of its bronze input)."""
-    return run_stream_orders(DeltaStore(lake_), force)
+    """Build silver stream_orders and its quarantine (cached on the state of its bronze input)."""
+    counts = run_stream_orders(DeltaStore(lake_), force)
+    if counts is not None:
+        record_on_assets(counts_metadata(counts))
+    return counts
+
+
+@materializes(cache_policy=NO_CACHE, task_run_name="stream-batch")
+def write_stream_batch(target_uri: str, batch: Batch) -> int:
+    """Append one batch and its end offsets in a single Delta commit (never per message)."""
+    rows = write_batch(target_uri, batch)
+    record_on_assets({"rows_appended": rows})
+    return rows
+
+
+def counts_metadata(counts: TableCounts) -> dict[str, int]:
+    """What the silver and quarantine assets record about a build."""
+    return {"rows_in": counts.rows_in, "rows_out": counts.rows_out, "quarantined": counts.quarantined, "merged_duplicates": counts.merged_duplicates}

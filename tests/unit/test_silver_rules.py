@@ -8,7 +8,7 @@ import narwhals as nw
 import polars as pl
 import pytest
 
-from tasks.core.quality import RULE_COLUMN, TableCounts
+from tasks.core.quality import RULE_COLUMN, CountsDoNotReconcile, TableCounts
 from tasks.core.silver import (
     SILVER_BY_NAME,
     build,
@@ -240,7 +240,7 @@ def test_erp_categories_trimmed_and_missing_id_quarantined():
 
 def test_counts_must_reconcile():
     TableCounts("t", rows_in=10, rows_out=7, quarantined=2, merged_duplicates=1)
-    with pytest.raises(ValueError, match="do not reconcile"):
+    with pytest.raises(CountsDoNotReconcile, match="do not reconcile"):
         TableCounts("t", rows_in=10, rows_out=7, quarantined=2, merged_duplicates=0)
 
 
