@@ -102,7 +102,7 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
         asset_deps=[landing_asset(lake_.root) if connection is None else topic_asset(connection.bootstrap_servers, topic)],
     )
     if connection is None:
-        landing = Path(lake_.root) / "landing" / "orders"
+        landing = Path(lake_.landing_orders)
         logger.info("stream transport: landing folder %s (no Kafka configured)", landing)
         return sum(write(target, batch) for batch in landing_batches(landing, target, batch_messages))
 

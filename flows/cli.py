@@ -42,7 +42,7 @@ MaxUnknownLines = Annotated[
 
 def _run(action: Callable[[], Any]) -> Any:
     """Run a flow; on failure print one line naming the problem and exit 1."""
-    from tasks.errors import quiet_pipeline_error_tracebacks
+    from tasks.errors import one_line, quiet_pipeline_error_tracebacks
 
     quiet_pipeline_error_tracebacks()
     try:
@@ -51,7 +51,7 @@ def _run(action: Callable[[], Any]) -> Any:
         typer.echo("error: interrupted", err=True)
         raise typer.Exit(130) from None
     except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        message = " ".join(str(error).split()) or type(error).__name__
+        message = one_line(error) or type(error).__name__
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from None
 

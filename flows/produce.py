@@ -11,7 +11,6 @@ Orders are generated and sent chunk by chunk, so memory stays bounded for any co
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import time
@@ -29,20 +28,20 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 from pydantic import Field
 
 from tasks.core.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders
 from tasks.errors import PipelineError
 from tasks.kafka.client import MESSAGE_TIMEOUT_MS, client_extras, ensure_topic, reason
 from tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
+from tasks.local.lake import Lake
 from tasks.local.order_catalog import reference_data
+from tasks.orchestration.logs import run_logger
 from tasks.settings import load_settings
 
 CHUNK = 50_000  # messages generated (and held in memory) at a time
 SLICE = 10_000  # messages handed to the transport between progress and rate checks
 FLUSH_TIMEOUT_S = MESSAGE_TIMEOUT_MS / 1000 + 15  # every message has a delivery report by then
-LANDING = ("landing", "orders")
 
 
 class Sink(Protocol):
@@ -83,7 +82,7 @@ class KafkaSink:
             self.first_error = f"fatal producer error: {error.str()}"
         elif error.str() not in self._seen_errors:  # librdkafka repeats transport errors every second
             self._seen_errors.add(error.str())
-            _logger().warning("Kafka at %s: %s (retrying)", self.connection.bootstrap_servers, error.str())
+            run_logger(__name__).warning("Kafka at %s: %s (retrying)", self.connection.bootstrap_servers, error.str())
 
     def send(self, keys: list[bytes], values: list[bytes]) -> bool:
         """Queue the messages; False as soon as any message has failed (sending more is pointless)."""
@@ -119,14 +118,6 @@ class KafkaSink:
         close = getattr(self._producer, "close", None)  # confluent-kafka >= 2.11
         if close is not None:
             close()
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The run logger inside a flow; a module logger when the sink is used on its own."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 @dataclass
@@ -321,7 +312,7 @@ def produce_messages(
         sink = KafkaSink(connection, topic)
         where: dict[str, Any] = {"transport": "kafka", "topic": topic, "bootstrap_servers": connection.bootstrap_servers}
     else:
-        sink = LandingSink(Path(settings.lake).joinpath(*LANDING), seed)
+        sink = LandingSink(Path(Lake(settings.lake).landing_orders), seed)
         logger.info("transport: landing folder (no Kafka configured), file %s", sink.path)
         where = {"transport": "landing", "path": str(sink.path)}
 

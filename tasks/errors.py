@@ -13,6 +13,11 @@ class PipelineError(Exception):
     """A failure caused by input or configuration, not by a bug: the message is the fix."""
 
 
+def one_line(message: object) -> str:
+    """A message (an error, say) on one line: newlines and runs of spaces become one space."""
+    return " ".join(str(message).split())
+
+
 class _DropUserErrorTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], PipelineError):

@@ -9,6 +9,8 @@ KAFKA_ORDERS = "kafka_orders"
 """The bronze table of the order stream (one row per message)."""
 STREAM_ORDERS = "stream_orders"
 """The silver table of the order stream (the current state of every streamed order)."""
+LANDING_ORDERS = "landing/orders"
+"""The lake's folder of order files (JSON lines) when no Kafka is configured."""
 
 INPUT_KEY = "logistics.input"
 """Commit metadata of every table the pipeline writes: the state of the input it was built from."""

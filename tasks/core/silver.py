@@ -84,13 +84,17 @@ def _checked_date(shaped: nw.Expr, layout: str) -> nw.Expr:
     year = shaped.str.slice(y0, yn).cast(nw.Int64())
     month = shaped.str.slice(m0, mn).cast(nw.Int64())
     day = shaped.str.slice(d0, dn).cast(nw.Int64())
+    return _only_when(is_real_date(year, month, day).fill_null(False), shaped).str.to_date(fmt)
+
+
+def is_real_date(year: nw.Expr, month: nw.Expr, day: nw.Expr) -> nw.Expr:
+    """True for a day that exists (Feb 29 in leap years only; no month 13 or April 31)."""
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_days = (
         nw.when(month == 2).then(nw.when(leap).then(29).otherwise(28))
         .otherwise(nw.when(month.is_in([4, 6, 9, 11])).then(30).otherwise(31))
     )
-    valid = (year >= 1) & month.is_between(1, 12) & (day >= 1) & (day <= month_days)
-    return _only_when(valid.fill_null(False), shaped).str.to_date(fmt)
+    return (year >= 1) & month.is_between(1, 12) & (day >= 1) & (day <= month_days)
 
 
 def code_map(name: str, mapping: dict[str, str], default: str = NA) -> nw.Expr:

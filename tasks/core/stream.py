@@ -26,6 +26,7 @@ from tasks.core.quality import Rule, tag_rejects
 from tasks.core.silver import (
     amount_inconsistent,
     is_blank,
+    is_real_date,
     text,
     to_date,
     to_float,
@@ -139,16 +140,7 @@ def _event_time() -> nw.Expr:
     raw = text("event_time")
     shaped = nw.when(raw.str.contains(EVENT_TIME).fill_null(False)).then(raw)
     part = lambda offset, length: shaped.str.slice(offset, length).cast(nw.Int64())  # noqa: E731
-    year, month, day = part(0, 4), part(5, 2), part(8, 2)
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    month_days = (
-        nw.when(month == 2).then(nw.when(leap).then(29).otherwise(28))
-        .otherwise(nw.when(month.is_in([4, 6, 9, 11])).then(30).otherwise(31))
-    )
-    valid = (
-        (year >= 1) & month.is_between(1, 12) & (day >= 1) & (day <= month_days)
-        & (part(11, 2) <= 23) & (part(14, 2) <= 59) & (part(17, 2) <= 59)
-    )
+    valid = is_real_date(part(0, 4), part(5, 2), part(8, 2)) & (part(11, 2) <= 23) & (part(14, 2) <= 59) & (part(17, 2) <= 59)
     checked = nw.when(valid.fill_null(False)).then(shaped)
     # Anchored patterns match once, so replace_all is replace; Spark has only the former. No
     # format: both engines read ISO text with 1-6 fraction digits (narwhals has no Spark pattern for %.f).

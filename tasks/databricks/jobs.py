@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_databricks import DatabricksCredentials
 from prefect_databricks.models.jobs import (
@@ -41,8 +40,9 @@ from prefect_databricks.models.jobs import (
 )
 
 from tasks.databricks.settings import DatabricksSettings
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, one_line
 from tasks.kafka.connection import KafkaConnection
+from tasks.orchestration.logs import run_logger
 
 LAYERS = ("bronze", "stream", "silver")
 TERMINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
@@ -63,10 +63,6 @@ _sleep = asyncio.sleep  # the retry backoff's sleep; tests replace it to observe
 # --- credentials -------------------------------------------------------------------------------
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _bare_host(host: str) -> str:
     """The block wants a bare host: no scheme, no trailing slash."""
     return host.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
@@ -80,7 +76,7 @@ def require_credentials(settings: DatabricksSettings) -> DatabricksCredentials:
         except Exception as error:  # noqa: BLE001 - any load failure means the same fix
             raise PipelineError(
                 f"cannot load the DatabricksCredentials block {settings.credentials_block!r} "
-                f"(LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK): {type(error).__name__}: {_one_line(error)}"
+                f"(LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK): {type(error).__name__}: {one_line(error)}"
             ) from None
         return block.model_copy(update={"databricks_instance": _bare_host(block.databricks_instance)})
 
@@ -256,7 +252,7 @@ def _describe(method: str, endpoint: str, response: httpx.Response) -> str:
     except ValueError:
         detail = response.text[:200]
     hint = " (check the Databricks credentials and their permissions)" if response.status_code in (401, 403) else ""
-    return _one_line(f"Databricks API {method} /api/{endpoint} answered {response.status_code} {detail}{hint}")
+    return one_line(f"Databricks API {method} /api/{endpoint} answered {response.status_code} {detail}{hint}")
 
 
 async def _request(
@@ -276,9 +272,9 @@ async def _request(
             async with credentials.get_client() as client:  # a fresh client also refreshes an OAuth token
                 response = await client.request(method, endpoint, json=json, params=params, timeout=_REQUEST_TIMEOUT_SECONDS)
         except httpx.TransportError as error:
-            problem = f"Databricks API {method} /api/{endpoint} failed: {type(error).__name__}: {_one_line(error)}"
+            problem = f"Databricks API {method} /api/{endpoint} failed: {type(error).__name__}: {one_line(error)}"
         except RuntimeError as error:  # the block's OAuth token request was refused
-            raise PipelineError(f"Databricks sign-in failed: {_one_line(error)}") from None
+            raise PipelineError(f"Databricks sign-in failed: {one_line(error)}") from None
         else:
             if response.status_code < 400:
                 return response.json() if response.content else {}
@@ -309,13 +305,6 @@ def _state(run: dict[str, Any]) -> tuple[str, str | None, str]:
 def _duration_seconds(run: dict[str, Any], fallback: float) -> float:
     start, end = run.get("start_time") or 0, run.get("end_time") or 0
     return (end - start) / 1000 if start and end > start else round(fallback, 3)
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 async def _run_layer(
@@ -353,7 +342,7 @@ async def _run_layer(
             if result == "SUCCESS":
                 duration = _duration_seconds(run, time.monotonic() - started)
                 return {"run_id": run_id, "run_page_url": url, "result_state": result, "duration": duration}
-            raise PipelineError(f"Databricks {layer} run {run_id} ended {shown}: {_one_line(message) or 'no message'} - see {url}")
+            raise PipelineError(f"Databricks {layer} run {run_id} ended {shown}: {one_line(message) or 'no message'} - see {url}")
 
         waited = time.monotonic() - started
         if waited >= settings.max_wait_seconds:
@@ -381,7 +370,7 @@ def run_layer_on_databricks(layer: str, settings: DatabricksSettings, flow_run_i
     """
     _check_layer(layer)
     credentials = require_credentials(settings)
-    return run_coro_as_sync(_run_layer(layer, settings, str(flow_run_id), credentials, _logger()))
+    return run_coro_as_sync(_run_layer(layer, settings, str(flow_run_id), credentials, run_logger(__name__)))
 
 
 def run_on_databricks(layer: str, settings: DatabricksSettings) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import yaml
 
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, one_line
 from tasks.settings import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def dbt_build(settings: Settings, gold_path: str | None = None, full_refresh: bo
         return
     failures = [r for r in getattr(result.result, "results", None) or [] if str(getattr(r.status, "value", r.status)) in FAILED_STATUSES]
     if not failures:
-        raise GoldTestFailure(f"dbt build failed: {' '.join(str(result.exception or 'no result').split())}")
+        raise GoldTestFailure(f"dbt build failed: {one_line(result.exception or 'no result')}")
     raise GoldTestFailure("; ".join(describe_failure(settings, failure) for failure in failures))
 
 
@@ -96,7 +96,7 @@ def describe_failure(settings: Settings, failure: Any) -> str:
             f"{failure.failures} order lines point to the unknown customer or product, over the limit of "
             f"{settings.max_unknown_lines} (LOGISTICS_MAX_UNKNOWN_LINES)"
         )
-    message = " ".join(str(failure.message or "").split())
+    message = one_line(failure.message or "")
     return f"{failure.node.resource_type} {failure.node.name} failed: {message}"
 
 

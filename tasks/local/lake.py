@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from tasks.core.contract import INPUT_KEY
+from tasks.core.contract import INPUT_KEY, LANDING_ORDERS
 from tasks.errors import PipelineError
 
 Layer = Literal["bronze", "silver", "quarantine"]
@@ -41,6 +41,11 @@ class Lake:
 
     def uri(self, layer: Layer, table: str) -> str:
         return f"{self.root}/{layer}/{table}"
+
+    @property
+    def landing_orders(self) -> str:
+        """The folder of order files (JSON lines) the stream uses without Kafka."""
+        return f"{self.root}/{LANDING_ORDERS}"
 
     @property
     def gold_path(self) -> str:

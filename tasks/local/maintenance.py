@@ -42,7 +42,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, one_line
 from tasks.local.lake import Lake, table_exists
 
 LAYERS = ("bronze", "silver", "quarantine")
@@ -186,7 +186,7 @@ def maintain_table(
             result.compacted_removed = int(metrics.get("numFilesRemoved", 0))
             result.compacted_added = int(metrics.get("numFilesAdded", 0))
         except CommitFailedError as error:
-            result.notes.append(f"compaction skipped: a concurrent write won ({one_line(error)})")
+            result.notes.append(f"compaction skipped: a concurrent write won ({short(error)})")
         table = DeltaTable(ref.uri)
 
     if vacuum:
@@ -202,7 +202,7 @@ def maintain_table(
             if "retention" not in str(error).lower():
                 raise
             raise PipelineError(
-                f"{ref.label}: vacuum refused a retention of {settings.retention_hours} h ({one_line(error)}); "
+                f"{ref.label}: vacuum refused a retention of {settings.retention_hours} h ({short(error)}); "
                 "keep at least the table's delta.deletedFileRetentionDuration or allow it (enforce_retention_duration=false; "
                 "CLI: --allow-short-retention)"
             ) from None
@@ -238,5 +238,5 @@ def skipped(ref: TableRef, reason: str) -> TableMaintenance:
     )
 
 
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300]
+def short(error: BaseException) -> str:
+    return one_line(error)[:300]

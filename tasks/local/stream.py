@@ -22,6 +22,7 @@ import polars as pl
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
+from tasks.core.contract import LANDING_ORDERS
 from tasks.core.stream import decode_text, decode_texts
 from tasks.errors import PipelineError
 from tasks.local import lake
@@ -263,7 +264,7 @@ def landing_batches(landing_dir: Path, table_uri: str, max_messages: int) -> Ite
                 [None] * count,
                 list(range(first, first + count)),
                 [None] * count,
-                [f"landing/orders/{path.name}"] * count,
+                [f"{LANDING_ORDERS}/{path.name}"] * count,
                 [app_id] * count,
                 f"{path.stem}-{first}",
             )

@@ -47,6 +47,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import AssetContext
 from prefect.tasks import MaterializingTask
 
+from tasks.core.contract import LANDING_ORDERS
+from tasks.local.lake import Lake
+
 R = TypeVar("R")
 
 TableLayer = Literal["bronze", "silver", "quarantine"]
@@ -106,8 +109,8 @@ _LAYER_DESCRIPTIONS: dict[str, str] = {
 def landing_asset(lake: str) -> Asset:
     """The landing folder of JSON-lines order files (the stream without Kafka)."""
     return Asset(
-        key=asset_key(f"{str(lake).rstrip('/')}/landing/orders"),
-        properties=AssetProperties(name="landing/orders", description="Order messages as JSON lines, one file per produce run."),
+        key=asset_key(Lake(str(lake).rstrip("/")).landing_orders),
+        properties=AssetProperties(name=LANDING_ORDERS, description="Order messages as JSON lines, one file per produce run."),
     )
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import PipelineError
+from tasks.orchestration.logs import run_logger
 
 LOCK_FILE = "_lock"
 TIMEOUT_ENV = "LOGISTICS_LOCK_TIMEOUT_SECONDS"
@@ -48,7 +49,6 @@ DEFAULT_TIMEOUT_S = 1800.0
 POLL_S = 0.25
 REPEAT_WAITING_LOG_S = 60.0
 
-_module_logger = logging.getLogger(__name__)
 
 
 class LakeLockTimeout(PipelineError):
@@ -96,15 +96,6 @@ def _state(lake: str) -> _LakeState:
     path = lock_path(lake)
     with _REGISTRY:
         return _STATES.setdefault(str(path), _LakeState(path))
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 - outside a flow or task run
-        return _module_logger
 
 
 def _me() -> dict[str, Any]:
@@ -198,7 +189,7 @@ class _Waiter:
 def lake_lock(lake: str, timeout_s: float | None = None) -> Iterator[dict[str, Any] | None]:
     """Hold the lake's exclusive lock for the ``with`` block; yields the holder record
     (None for an object-store lake, which is not locked)."""
-    logger = _logger()
+    logger = run_logger(__name__)
     if not is_lockable(lake):
         logger.debug("lake %s is not a local folder: no lake lock (rely on the deployment concurrency limit)", lake)
         yield None

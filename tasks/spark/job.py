@@ -45,7 +45,7 @@ from tasks.core.csv_source import (
 from tasks.core.quality import TableCounts
 from tasks.core.runner import run_silver_table, run_stream_orders
 from tasks.core.silver import SILVER_TABLES, SilverTable
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, one_line
 from tasks.spark.store import SparkStore
 from tasks.spark.stream import SECRET_KEYS, KafkaSource, run_stream, scope_secrets
 from tasks.spark.tables import Lakehouse, Target
@@ -220,7 +220,7 @@ def cli() -> None:
     try:
         main(sys.argv[1:])
     except Exception as error:  # noqa: BLE001 - the job's one-line reason; the run fails with it
-        message = " ".join(str(error).split()) or type(error).__name__
+        message = one_line(error) or type(error).__name__
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(1)
 

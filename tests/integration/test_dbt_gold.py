@@ -16,6 +16,8 @@ import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from deltalake import write_deltalake
 
+from tasks.core.stream import STREAM_ORDERS_SCHEMA
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
 
 FIRST_LOAD = datetime(2025, 11, 20, 8, 0, tzinfo=timezone.utc)
@@ -23,23 +25,8 @@ LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
 
 INGESTED_AT = pl.Datetime("us", "UTC")
 
-ORDER_LINE_SCHEMA = {
-    "sls_ord_num": pl.String,
-    "sls_prd_key": pl.String,
-    "sls_cust_id": pl.Int64,
-    "sls_order_dt": pl.Date,
-    "sls_ship_dt": pl.Date,
-    "sls_due_dt": pl.Date,
-    "sls_sales": pl.Float64,
-    "sls_quantity": pl.Int64,
-    "sls_price": pl.Float64,
-}
-STREAM_SCHEMA = {
-    **ORDER_LINE_SCHEMA,
-    "event_id": pl.String,
-    "event_time": INGESTED_AT,
-    "_ingested_at": INGESTED_AT,
-}
+STREAM_SCHEMA = STREAM_ORDERS_SCHEMA
+ORDER_LINE_SCHEMA = {name: dtype for name, dtype in STREAM_SCHEMA.items() if name.startswith("sls_")}
 CRM_SALES_SCHEMA = {**ORDER_LINE_SCHEMA, "_ingested_at": INGESTED_AT}
 
 
