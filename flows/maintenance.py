@@ -66,7 +66,7 @@ def lake_maintenance(
         "enforce_retention_duration": enforce_retention_duration,
         "lock_timeout_seconds": lock_timeout_seconds,
     }
-    settings = MaintenanceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = load_settings().maintenance.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     check_retention(settings)
     lake_ = Lake(load_settings(lake=lake).lake)
     logger = get_run_logger()

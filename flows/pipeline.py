@@ -29,7 +29,7 @@ def logistics_pipeline(
     seed: Annotated[int | None, Field(ge=0, lt=MAX_SEED, description="Seed of the produced orders (reuse one to replay them); empty: a new seed each run.")] = None,
     bootstrap_servers: Annotated[str | None, Field(description="HOST:PORT of Kafka; empty uses the block or settings, else the landing folder.")] = None,
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
-    dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).")] = None,
+    dbt_target: Annotated[str | None, Field(description="dbt target in dbt_gold/profiles.yml (default: LOGISTICS_DBT_TARGET or local; set databricks yourself with engine=databricks).")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).")] = None,
     full_refresh: Annotated[bool, Field(description="Rebuild silver and gold from bronze, even where their inputs have not changed.")] = False,
     max_unknown_lines: Annotated[
@@ -46,7 +46,7 @@ def logistics_pipeline(
         seed: Seed of the produced orders (reuse one to replay them); empty: a new seed each run.
         bootstrap_servers: HOST:PORT of Kafka; empty uses the block or settings, else the landing folder.
         kafka_block: Name of a saved 'Kafka Connection' block.
-        dbt_target: dbt target in dbt_gold/profiles.yml (default: local; databricks with engine=databricks).
+        dbt_target: dbt target in dbt_gold/profiles.yml (default: LOGISTICS_DBT_TARGET or local; set databricks yourself with engine=databricks).
         engine: Where bronze and silver run: local or databricks (default LOGISTICS_ENGINE).
         full_refresh: Rebuild silver and gold from bronze, even where their inputs have not changed.
         max_unknown_lines: Fail when more order lines than this point to the unknown customer or product.

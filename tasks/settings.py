@@ -20,6 +20,19 @@ DEFAULT_SOURCE_DIR = PROJECT_ROOT / "datasets"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_gold"
 
 
+class MaintenanceSettings(BaseSettings):
+    """LOGISTICS_MAINTENANCE_*: how much history to keep and how to compact."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGISTICS_MAINTENANCE_", extra="forbid")
+
+    retention_hours: int = Field(168, ge=0, description="Vacuum keeps files removed less than this long ago (time travel window).")
+    enforce_retention_duration: bool = Field(
+        True, description="Refuse a retention shorter than the table's delta.deletedFileRetentionDuration (168 h by default)."
+    )
+    target_file_size: int | None = Field(None, gt=0, description="Compaction target in bytes (default: delta.targetFileSize or 100 MB).")
+    lock_timeout_seconds: float = Field(0, ge=0, description="How long to wait for a running pipeline before skipping the overwritten tables.")
+
+
 class Settings(BaseSettings):
     """Where the lake is, where sources come from, and which engine runs the layers."""
 
@@ -42,9 +55,11 @@ class Settings(BaseSettings):
     stream_batch_messages: int = Field(100_000, ge=1, le=1_000_000, description="Messages per bronze stream batch (one Delta commit each).")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
-    kafka_username: str | None = None
+    kafka_username: SecretStr | None = None
     kafka_password: SecretStr | None = None
 
+    lock_timeout_seconds: float = Field(1800, ge=0, description="How long a run waits for another run holding the lake's lock, then fails.")
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings, description="lake-maintenance: retention and compaction (LOGISTICS_MAINTENANCE_*).")
     databricks: DatabricksSettings = Field(
         default_factory=DatabricksSettings, description="engine=databricks: credentials, compute, job ids (LOGISTICS_DATABRICKS_*)."
     )

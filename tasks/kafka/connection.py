@@ -78,14 +78,11 @@ def kafka_connection_from_settings(settings: Settings) -> KafkaConnection | None
     """The connection the LOGISTICS_KAFKA_* settings describe; None when no broker is configured."""
     if not settings.kafka_bootstrap_servers:
         return None
-    username = settings.kafka_username
-    if isinstance(username, str):
-        username = SecretStr(username)
     return KafkaConnection(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         security_protocol=settings.kafka_security_protocol,
         sasl_mechanism=settings.kafka_sasl_mechanism,
-        username=username,
+        username=settings.kafka_username,
         password=settings.kafka_password,
     )
 

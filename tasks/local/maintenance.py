@@ -39,11 +39,10 @@ from typing import Any
 
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.errors import PipelineError, one_line
 from tasks.local.lake import Lake, table_exists
+from tasks.settings import MaintenanceSettings
 
 LAYERS = ("bronze", "silver", "quarantine")
 APPEND_ONLY = frozenset({("bronze", "kafka_orders")})
@@ -52,19 +51,6 @@ UNLOCKED_MIN_RETENTION_HOURS = 1
 DEFAULT_MIN_RETENTION_HOURS = 168  # delta.deletedFileRetentionDuration unless a table sets its own
 CARRIED_METADATA_PREFIX = "logistics."
 NOT_CARRIED = frozenset({"logistics.offsets"})  # describes one batch, not the table
-
-
-class MaintenanceSettings(BaseSettings):
-    """LOGISTICS_MAINTENANCE_*: how much history to keep and how to compact."""
-
-    model_config = SettingsConfigDict(env_prefix="LOGISTICS_MAINTENANCE_", extra="forbid")
-
-    retention_hours: int = Field(168, ge=0, description="Vacuum keeps files removed less than this long ago (time travel window).")
-    enforce_retention_duration: bool = Field(
-        True, description="Refuse a retention shorter than the table's delta.deletedFileRetentionDuration (168 h by default)."
-    )
-    target_file_size: int | None = Field(None, gt=0, description="Compaction target in bytes (default: delta.targetFileSize or 100 MB).")
-    lock_timeout_seconds: float = Field(0, ge=0, description="How long to wait for a running pipeline before skipping the overwritten tables.")
 
 
 def check_retention(settings: MaintenanceSettings) -> None:

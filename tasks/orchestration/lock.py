@@ -42,10 +42,10 @@ from typing import Any
 
 from tasks.errors import PipelineError
 from tasks.orchestration.logs import run_logger
+from tasks.settings import load_settings
 
 LOCK_FILE = "_lock"
 TIMEOUT_ENV = "LOGISTICS_LOCK_TIMEOUT_SECONDS"
-DEFAULT_TIMEOUT_S = 1800.0
 POLL_S = 0.25
 REPEAT_WAITING_LOG_S = 60.0
 
@@ -77,19 +77,6 @@ def lock_path(lake: str) -> Path:
 def is_lockable(lake: str) -> bool:
     """Only a local folder has a file to lock."""
     return "://" not in lake or lake.startswith("file://")
-
-
-def timeout_from_env() -> float:
-    value = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not value:
-        return DEFAULT_TIMEOUT_S
-    try:
-        timeout = float(value)
-    except ValueError:
-        raise PipelineError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
-    if timeout < 0:
-        raise PipelineError(f"{TIMEOUT_ENV}={value!r} must not be negative")
-    return timeout
 
 
 def _state(lake: str) -> _LakeState:
@@ -194,7 +181,7 @@ def lake_lock(lake: str, timeout_s: float | None = None) -> Iterator[dict[str, A
         logger.debug("lake %s is not a local folder: no lake lock (rely on the deployment concurrency limit)", lake)
         yield None
         return
-    timeout = timeout_from_env() if timeout_s is None else timeout_s
+    timeout = load_settings().lock_timeout_seconds if timeout_s is None else timeout_s
     state = _state(lake)
     waiter = _Waiter(lake, timeout, logger)
 

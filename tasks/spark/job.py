@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from tasks.core.quality import TableCounts
 from tasks.core.runner import run_silver_table, run_stream_orders
 from tasks.core.silver import SILVER_TABLES, SilverTable
 from tasks.errors import PipelineError, one_line
+from tasks.settings import load_settings
 from tasks.spark.store import SparkStore
 from tasks.spark.stream import SECRET_KEYS, KafkaSource, run_stream, scope_secrets
 from tasks.spark.tables import Lakehouse, Target
@@ -186,8 +186,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def kafka_source(args: argparse.Namespace) -> KafkaSource:
-    """The topic and its credentials: from the environment, or read from the secret scope on the cluster."""
-    username, password = os.environ.get("LOGISTICS_KAFKA_USERNAME"), os.environ.get("LOGISTICS_KAFKA_PASSWORD")
+    """The topic and its credentials: from the settings (LOGISTICS_KAFKA_USERNAME/_PASSWORD), or read
+    from the secret scope on the cluster."""
+    settings = load_settings()
+    username, password = (None if secret is None else secret.get_secret_value() for secret in (settings.kafka_username, settings.kafka_password))
     if args.kafka_secret_scope and password is None:
         username, password = scope_secrets(args.kafka_secret_scope)
     return KafkaSource(args.bootstrap_servers, args.topic, args.security_protocol, args.sasl_mechanism, username, password)

@@ -172,10 +172,10 @@ def setting_names() -> list[tuple[str, ...]]:
     from pydantic import AliasChoices, BaseModel
 
     from tasks.databricks.settings import DatabricksSettings
-    from tasks.settings import Settings
+    from tasks.settings import MaintenanceSettings, Settings
 
     result = []
-    for model in (Settings, DatabricksSettings):
+    for model in (Settings, DatabricksSettings, MaintenanceSettings):
         prefix = model.model_config.get("env_prefix", "")
         for name, field in model.model_fields.items():
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
