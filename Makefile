@@ -7,7 +7,7 @@ LAKE ?= lake
 RUN_INSTALLED := $(VENV)/.installed-run
 TEST_INSTALLED := $(VENV)/.installed-test
 
-.PHONY: run test test-fast install kafka-up kafka-down wheel deploy worker automations compose-tools bench bench-quick constraints clean
+.PHONY: run test test-fast test-middle install kafka-up kafka-down wheel deploy worker automations compose-tools bench bench-quick constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,13 @@ test: $(TEST_INSTALLED) compose-tools
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-## Unit tests only (seconds).
+## The fast lane: pure unit tests (no Delta table, broker, Spark or server), under 20 s.
 test-fast: $(TEST_INSTALLED)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -q tests/unit
+
+## The middle lane: everything but Kafka, Spark, end-to-end and slow trials (real Delta, dbt, a temporary Prefect server).
+test-middle: $(TEST_INSTALLED)
+	$(BIN)/python -m pytest -q -m "not kafka and not spark and not e2e and not slow"
 
 ## A real single-node Kafka on 127.0.0.1 (jars from Maven Central, cached); prints HOST:PORT last.
 kafka-up:

@@ -14,6 +14,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 REFERENCE_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "datasets"
 
+MARKER_OF_FIXTURE = {"kafka_broker": "kafka", "kafka_bootstrap": "kafka", "kafka_topic": "kafka", "spark": "spark"}
+"""A test that uses one of these fixtures (directly or through another fixture) gets the
+marker, so `-m "not kafka and not spark and not e2e and not slow"` is a dependable lane."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture(scope="session")
 def prefect_server():

@@ -191,7 +191,7 @@ def test_same_models_and_data_tests_pass_on_both_targets(golds):
     _, _, statuses = golds
     assert statuses["spark"] == statuses["local"]
     kinds = {node.split(".")[0] for node in statuses["spark"]}
-    assert kinds == {"model", "test", "operation"}  # operation: the on-run-start hook
+    assert kinds == {"model", "test", "unit_test", "operation"}  # operation: the on-run-start hook
     assert sum(node.startswith("test.") for node in statuses["spark"]) >= 20
     assert {node for node in statuses["spark"] if node.startswith("model.")} == {f"model.dbt_gold.{t}" for t in GOLD_TABLES}
 

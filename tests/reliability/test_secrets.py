@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from tests.reliability import CliProcess, cli_env
 
-pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow, pytest.mark.kafka]  # its fixture starts a broker
 
 KAFKA_PASSWORD = "s3cr3t-kafka-PASSWORD-7f1"
 BLOCK_PASSWORD = "s3cr3t-block-PASSWORD-4d7"

@@ -3,7 +3,8 @@ lands with every row in silver or quarantine (and the counts reconcile).
 
 Fixed nasty files (``tests/fixtures/nasty/``) each with their expected outcome, a 10 MB field
 made at test time, and hypothesis properties over generated CSV bytes and Kafka values. The
-bronze and silver code runs as plain functions on a temporary lake: no Prefect server.
+bronze reader and the silver runner run as plain functions on an in-memory store: no Delta
+table, no server.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tasks.core.csv_source import (
     SourceFileError,
     _read_fast,
     fingerprint_csv,
+    read_csv_as_text,
     read_rows_robust,
 )
 from tasks.core.drift import SchemaDriftError
@@ -38,10 +40,8 @@ from tasks.core.quality import RULE_COLUMN, TableCounts
 from tasks.core.runner import recorded_counts, run_silver_table, run_stream_orders
 from tasks.core.silver import SILVER_BY_NAME
 from tasks.core.stream import decode_text
-from tasks.local.bronze import ingest_csv
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
-from tasks.local.stream import Batch, _frame, landing_app_id, write_batch
+from tasks.local.stream import OFFSET_KEY, _frame, landing_app_id
+from tests.memory_store import MemoryStore
 
 NASTY = Path(__file__).resolve().parents[1] / "fixtures" / "nasty"
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
@@ -54,18 +54,17 @@ PROPERTY = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
-STREAM_PROPERTY = settings(PROPERTY, max_examples=30)  # each example writes three Delta tables; 10 messages each
+STREAM_PROPERTY = settings(PROPERTY, max_examples=15)  # up to 10 messages each
 
 
-def land(path: Path, table: str, root: Path) -> tuple[TableCounts, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Bronze then silver for one file: (counts, bronze, silver, quarantine); raises the refusal."""
+def land(path: Path, table: str, store: MemoryStore | None = None) -> tuple[TableCounts, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Bronze then silver for one file, in memory: (counts, bronze, silver, quarantine); raises the refusal.
+    (Writing the same rows to Delta is tested in tests/integration/test_bronze_tables.py.)"""
     source = SOURCES_BY_TABLE[table]
-    lake = Lake(str(root))
-    bronze_uri = lake.uri("bronze", table)
-    ingest_csv(path, source, bronze_uri, fingerprint_csv(path, source))
-    counts = run_silver_table(DeltaStore(lake), SILVER_BY_NAME[table])
-    frames = [pl.read_delta(lake.uri(layer, table)) for layer in ("bronze", "silver", "quarantine")]
-    return counts, *frames
+    store = store if store is not None else MemoryStore()
+    store.put("bronze", table, read_csv_as_text(path, fingerprint_csv(path, source), source.relative_path))
+    counts = run_silver_table(store, SILVER_BY_NAME[table])
+    return counts, *(store.frame(layer, table) for layer in ("bronze", "silver", "quarantine"))
 
 
 def assert_reconciles(counts: TableCounts, bronze: pl.DataFrame, silver: pl.DataFrame, quarantine: pl.DataFrame) -> None:
@@ -126,7 +125,7 @@ def test_every_nasty_file_has_an_expected_outcome():
 @pytest.mark.parametrize("name", sorted(LANDS))
 def test_nasty_file_lands_with_bad_rows_quarantined_by_line(tmp_path, name):
     table, silver_rows, rejects = LANDS[name]
-    counts, bronze, silver, quarantine = land(NASTY / name, table, tmp_path)
+    counts, bronze, silver, quarantine = land(NASTY / name, table)
     assert_reconciles(counts, bronze, silver, quarantine)
     assert silver.height == silver_rows
     assert {line: (rule, reason) for line, rule, reason in quarantine.select("_line", RULE_COLUMN, BRONZE_ERROR).rows()} == rejects
@@ -142,7 +141,7 @@ def test_nasty_file_is_refused_in_one_line_naming_it(tmp_path, name):
 
 
 def test_quotes_inside_fields_land_as_text_on_their_physical_lines(tmp_path):
-    _, bronze, silver, _ = land(NASTY / "quotes_inside_fields.csv", CATEGORIES, tmp_path)
+    _, bronze, silver, _ = land(NASTY / "quotes_inside_fields.csv", CATEGORIES)
     assert bronze.select("ID", "CAT", "SUBCAT", "MAINTENANCE", "_line").rows() == [
         ("AC_BR", 'Say "hi"', "Racks, Bike", "Yes", 2),
         ("AC_BS", "Stands", 'Bike "Pro" Stands', "No", 3),
@@ -152,7 +151,7 @@ def test_quotes_inside_fields_land_as_text_on_their_physical_lines(tmp_path):
 
 
 def test_bom_is_dropped_and_unicode_kept(tmp_path):
-    _, bronze, _, _ = land(NASTY / "bom.csv", CATEGORIES, tmp_path)
+    _, bronze, _, _ = land(NASTY / "bom.csv", CATEGORIES)
     assert bronze.columns[0] == "ID"
     assert bronze["SUBCAT"].to_list() == ["Bike Racks", "Fahrradständer"]
 
@@ -161,7 +160,7 @@ def test_a_10_mb_field_lands_and_its_row_is_quarantined_with_the_reason(tmp_path
     path = tmp_path / "PX_CAT_G1V2.csv"
     huge = "x" * (10 * 1024 * 1024)
     path.write_text(f"ID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,Accessories,Bike Racks,Yes\r\nAC_HG,{huge},Huge,No\r\n", encoding="utf-8")
-    counts, bronze, silver, quarantine = land(path, CATEGORIES, tmp_path / "lake")
+    counts, bronze, silver, quarantine = land(path, CATEGORIES)
     assert_reconciles(counts, bronze, silver, quarantine)
     assert silver["id"].to_list() == ["AC_BR"]
     assert quarantine.select("_line", RULE_COLUMN, BRONZE_ERROR).rows() == [
@@ -171,7 +170,7 @@ def test_a_10_mb_field_lands_and_its_row_is_quarantined_with_the_reason(tmp_path
 
 
 def test_a_malformed_row_is_quarantined_before_any_other_rule(tmp_path):
-    _, _, _, quarantine = land(NASTY / "sales_mixed.csv", SALES, tmp_path)
+    _, _, _, quarantine = land(NASTY / "sales_mixed.csv", SALES)
     line3 = quarantine.filter(pl.col("_line") == 3)
     assert line3["sls_ord_num"].to_list() == [None], "it would also break missing_order_number"
     assert line3[RULE_COLUMN].to_list() == ["malformed_row"]
@@ -291,21 +290,22 @@ def check_csv_lands_or_is_refused(data: bytes, table: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(source.relative_path).name
         path.write_bytes(data)
+        store = MemoryStore()
         try:
-            counts, *frames = land(path, table, Path(tmp) / "lake")
+            counts, *frames = land(path, table, store)
         except SourceFileError as error:
             assert_one_line_refusal(error, path)
-            assert not (Path(tmp) / "lake" / "bronze" / table).exists(), "a refused file leaves no table"
+            assert ("bronze", table) not in store.tables, "a refused file leaves no table"
             event(f"refused: {error.problem.split(' (')[0].split(':')[0]}")
             return
         except SchemaDriftError as error:
             assert str(error).startswith(f"silver {table}: schema drift: column ") and "\n" not in str(error)
-            assert not (Path(tmp) / "lake" / "silver" / table).exists(), "silver writes nothing for a drifted table"
+            assert ("silver", table) not in store.tables, "silver writes nothing for a drifted table"
             event("refused by silver: schema drift")
             return
         assert_reconciles(counts, *frames)
         event("landed, with malformed rows" if frames[0][BRONZE_ERROR].null_count() < frames[0].height else "landed")
-        assert recorded_counts(DeltaStore(Lake(str(Path(tmp) / "lake"))), table) == counts
+        assert recorded_counts(store, table) == counts
 
 
 @PROPERTY
@@ -330,18 +330,15 @@ def test_arbitrary_bytes_land_or_are_refused(data, header):
 # --- Kafka values ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def reference_lake(tmp_path_factory) -> tuple[Lake, list[str], list[int]]:
-    """Silver products and customers from the shipped datasets: (lake, current product
-    numbers, customer ids), for messages that look real."""
-    lake = Lake(str(tmp_path_factory.mktemp("reference-lake")))
+def reference_lake() -> tuple[None, list[str], list[int]]:
+    """Silver products and customers of the shipped datasets: (None, current product numbers,
+    customer ids), for messages that look real."""
+    store = MemoryStore()
     for table in ("crm_prd_info", "crm_cust_info"):
-        source = SOURCES_BY_TABLE[table]
-        path = source.path(SHIPPED)
-        ingest_csv(path, source, lake.uri("bronze", table), fingerprint_csv(path, source))
-        run_silver_table(DeltaStore(lake), SILVER_BY_NAME[table])
-    products = pl.read_delta(lake.uri("silver", "crm_prd_info")).filter(pl.col("prd_end_dt").is_null())["prd_key"].to_list()
-    customers = pl.read_delta(lake.uri("silver", "crm_cust_info"))["cst_id"].to_list()
-    return lake, products[:5], customers[:5]
+        land(SOURCES_BY_TABLE[table].path(SHIPPED), table, store)
+    products = store.frame("silver", "crm_prd_info").filter(pl.col("prd_end_dt").is_null())["prd_key"].to_list()
+    customers = store.frame("silver", "crm_cust_info")["cst_id"].to_list()
+    return None, products[:5], customers[:5]
 
 
 def valid_order(products: list[str], customers: list[int], number: int = 1) -> dict:
@@ -353,17 +350,12 @@ def valid_order(products: list[str], customers: list[int], number: int = 1) -> d
 
 
 def run_stream(values: list[str | None], reference_lake) -> tuple[TableCounts, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Land ``values`` as one landing-file batch in bronze kafka_orders, then build silver stream_orders."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Lake(tmp)
-        bronze_uri = out.uri("bronze", KAFKA_ORDERS)
-        app_id = landing_app_id("test.jsonl")
-        n = len(values)
-        rows = _frame(values, [None] * n, [0] * n, list(range(n)), [None] * n, ["landing/orders/test.jsonl"] * n, [app_id] * n, "test-0")
-        write_batch(bronze_uri, Batch(rows, {app_id: n}))
-        counts = run_stream_orders(DeltaStore(out))
-        frames = [pl.read_delta(uri) for uri in (bronze_uri, out.uri("silver", STREAM_ORDERS), out.uri("quarantine", STREAM_ORDERS))]
-    return counts, *frames
+    """``values`` as one landing-file batch of bronze kafka_orders, then silver stream_orders, in memory."""
+    store, n = MemoryStore(), len(values)
+    rows = _frame(values, [None] * n, [0] * n, list(range(n)), [None] * n, ["landing/orders/test.jsonl"] * n, [landing_app_id("test.jsonl")] * n, "test-0")
+    store.put("bronze", KAFKA_ORDERS, rows.drop(OFFSET_KEY))
+    counts = run_stream_orders(store)
+    return counts, *(store.frame(layer, table) for layer, table in (("bronze", KAFKA_ORDERS), ("silver", STREAM_ORDERS), ("quarantine", STREAM_ORDERS)))
 
 
 def assert_stream_reconciles(counts: TableCounts, bronze: pl.DataFrame, silver: pl.DataFrame, quarantine: pl.DataFrame) -> None:

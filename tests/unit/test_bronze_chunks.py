@@ -23,8 +23,6 @@ from tasks.core.csv_source import (
     read_csv_as_text,
     record_chunks,
 )
-from tasks.local import lake
-from tasks.local.bronze import ingest_csv
 from tests.unit.test_bad_input import (
     CATEGORIES,
     LANDS,
@@ -209,39 +207,3 @@ def test_well_formed_chunks_take_the_polars_path(tmp_path, monkeypatch):
     assert rows["_line"].to_list() == [2 + 3 * (n // 2) + n % 2 for n in range(100)]
 
 
-# --- writing ------------------------------------------------------------------------------------
-
-def test_a_file_of_many_chunks_lands_in_one_commit(tmp_path, monkeypatch):
-    path = write(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\n" + b"".join(b"K%d,c,s,m\n" % n for n in range(5000)))
-    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 4096)
-    assert len(chunks(path, CATEGORIES, 4096)) > 10
-    uri = str(tmp_path / "lake" / "bronze" / CATEGORIES)
-    source = SOURCES_BY_TABLE[CATEGORIES]
-    assert ingest_csv(path, source, uri, fingerprint_csv(path, source)) == 5000
-    assert lake.table_version(uri) == 0
-    frame = pl.read_delta(uri).sort("_line")  # delta-rs may interleave the batches: `_line` keeps the order
-    assert frame["_line"].to_list() == list(range(2, 5002))
-    assert frame["ID"].to_list() == [f"K{n}" for n in range(5000)]
-    assert frame["_ingested_at"].n_unique() == 1 and frame["_batch_id"].n_unique() == 1
-
-
-def test_an_error_while_reading_leaves_the_table_as_it_was_and_is_raised_as_is(tmp_path, monkeypatch):
-    path = write(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\n" + b"".join(b"K%d,c,s,m\n" % n for n in range(500)))
-    uri = str(tmp_path / "lake" / "bronze" / CATEGORIES)
-    source = SOURCES_BY_TABLE[CATEGORIES]
-    assert ingest_csv(path, source, uri, fingerprint_csv(path, source)) == 500
-    path.write_bytes(path.read_bytes() + b"K500,c,s,m\n")
-    fingerprint = fingerprint_csv(path, source)
-    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 1024)
-    chunks = tasks.core.csv_source.record_chunks
-
-    def failing(*args):
-        for number, chunk in enumerate(chunks(*args)):
-            if number == 3:
-                raise OSError("disk went away")
-            yield chunk
-
-    monkeypatch.setattr(tasks.core.csv_source, "record_chunks", failing)
-    with pytest.raises(OSError, match="disk went away"):
-        ingest_csv(path, source, uri, fingerprint)
-    assert lake.table_version(uri) == 0 and pl.read_delta(uri).height == 500

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import socket
-import time
 
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
-from tasks.errors import PipelineError
-from tasks.kafka.client import check_reachable, client_extras
+from tasks.kafka.client import client_extras
 from tasks.kafka.connection import (
     KafkaConnection,
     kafka_connection_from_settings,
@@ -29,8 +26,8 @@ def local() -> KafkaConnection:
     return KafkaConnection(bootstrap_servers="localhost:9092")
 
 
-@pytest.fixture
-def cloud() -> KafkaConnection:
+def cloud_connection() -> KafkaConnection:
+    """A Confluent Cloud-like connection with a secret to leak."""
     return KafkaConnection(
         bootstrap_servers="pkc-abc12.eu-west-1.aws.confluent.cloud:9092",
         security_protocol="SASL_SSL",
@@ -38,6 +35,11 @@ def cloud() -> KafkaConnection:
         username=SecretStr(API_KEY),
         password=SecretStr(SECRET),
     )
+
+
+@pytest.fixture
+def cloud() -> KafkaConnection:
+    return cloud_connection()
 
 
 @pytest.fixture
@@ -106,20 +108,6 @@ def test_secrets_never_shown(cloud):
         assert SECRET not in text and API_KEY not in text
 
 
-def test_unreachable_broker_fails_in_bounded_time_naming_it(cloud, caplog):
-    port = closed_port()
-    connection = cloud.model_copy(update={"bootstrap_servers": f"127.0.0.1:{port}"})
-    started = time.monotonic()
-    with caplog.at_level(logging.DEBUG), pytest.raises(PipelineError) as raised:
-        check_reachable(connection.client(), timeout_s=1.5)
-    assert time.monotonic() - started < 10
-    message = str(raised.value)
-    assert f"127.0.0.1:{port}" in message
-    assert SECRET not in message and API_KEY not in message
-    assert SECRET not in caplog.text and API_KEY not in caplog.text
-    assert "\n" not in message  # one line, for the CLI
-
-
 def test_connection_from_settings(no_kafka_env, monkeypatch):
     assert kafka_connection_from_settings(Settings()) is None
     assert load_kafka_connection(None, Settings()) is None
@@ -143,19 +131,3 @@ def test_block_metadata():
     assert KafkaConnection.get_block_type_slug() == "kafka-connection"
     assert KafkaConnection.get_description()
     assert "KafkaConnection(" in (KafkaConnection.__doc__ or "")  # the docs-style example
-
-
-def test_producer_reports_undelivered_messages_in_bounded_time():
-    """Nobody listens: every message times out, and the sink says so instead of waiting forever."""
-    from flows.produce import KafkaSink
-
-    connection = KafkaConnection(bootstrap_servers=f"127.0.0.1:{closed_port()}", extra={"message.timeout.ms": "1000"})
-    sink = KafkaSink(connection, "orders")
-    started = time.monotonic()
-    assert sink.send([b"k1", b"k2"], [b"{}", b"{}"]) is True  # queued locally
-    while sink.send([b"k"], [b"{}"]) and time.monotonic() - started < 20:
-        time.sleep(0.2)
-    assert sink.send([b"k"], [b"{}"]) is False  # stops at the first failure
-    assert sink.finish() == 0
-    assert "timed out" in (sink.first_error or "").lower()
-    assert time.monotonic() - started < 20

@@ -1,4 +1,4 @@
-"""Bronze CSV checks and ingestion: text columns, metadata, idempotency, clear refusals."""
+"""Bronze CSV ingestion into Delta: text columns, metadata, idempotency, clear refusals, one commit per file."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import tasks.core.csv_source
 from tasks.core.contract import SOURCES_BY_TABLE
 from tasks.core.csv_source import SourceFileError, fingerprint_csv
 from tasks.local import lake
 from tasks.local.bronze import ingest_csv
+from tests.unit.test_bronze_chunks import chunks
 
 CATEGORIES = SOURCES_BY_TABLE["erp_px_cat_g1v2"]
 
@@ -154,3 +156,39 @@ def test_well_formed_files_take_the_polars_path(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks.core.csv_source, "read_rows_robust", robust_path)
     rows = bronze_rows(tmp_path, b'\xef\xbb\xbfID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,"Racks, Bike",,""\r\nAC_BS,"two\r\nlines",x,y')
     assert rows.rows() == [("AC_BR", "Racks, Bike", None, "", 2, None), ("AC_BS", "two\r\nlines", "x", "y", 3, None)]
+
+
+def test_a_file_of_many_chunks_lands_in_one_commit(tmp_path, monkeypatch):
+    path = write(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\n" + b"".join(b"K%d,c,s,m\n" % n for n in range(5000)))
+    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 4096)
+    assert len(chunks(path, CATEGORIES.table, 4096)) > 10
+    uri = str(tmp_path / "lake" / "bronze" / CATEGORIES.table)
+    source = CATEGORIES
+    assert ingest_csv(path, source, uri, fingerprint_csv(path, source)) == 5000
+    assert lake.table_version(uri) == 0
+    frame = pl.read_delta(uri).sort("_line")  # delta-rs may interleave the batches: `_line` keeps the order
+    assert frame["_line"].to_list() == list(range(2, 5002))
+    assert frame["ID"].to_list() == [f"K{n}" for n in range(5000)]
+    assert frame["_ingested_at"].n_unique() == 1 and frame["_batch_id"].n_unique() == 1
+
+
+def test_an_error_while_reading_leaves_the_table_as_it_was_and_is_raised_as_is(tmp_path, monkeypatch):
+    path = write(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\n" + b"".join(b"K%d,c,s,m\n" % n for n in range(500)))
+    uri = str(tmp_path / "lake" / "bronze" / CATEGORIES.table)
+    source = CATEGORIES
+    assert ingest_csv(path, source, uri, fingerprint_csv(path, source)) == 500
+    path.write_bytes(path.read_bytes() + b"K500,c,s,m\n")
+    fingerprint = fingerprint_csv(path, source)
+    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 1024)
+    chunks = tasks.core.csv_source.record_chunks
+
+    def failing(*args):
+        for number, chunk in enumerate(chunks(*args)):
+            if number == 3:
+                raise OSError("disk went away")
+            yield chunk
+
+    monkeypatch.setattr(tasks.core.csv_source, "record_chunks", failing)
+    with pytest.raises(OSError, match="disk went away"):
+        ingest_csv(path, source, uri, fingerprint)
+    assert lake.table_version(uri) == 0 and pl.read_delta(uri).height == 500
