@@ -48,6 +48,7 @@ def assert_exactly_once(table: str, landing: Path, lines: int) -> None:
 @pytest.mark.usefixtures("prefect_server")
 def test_maintenance_compacts_200_micro_batches_and_keeps_the_content(tmp_path):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     from flows.maintenance import lake_maintenance
 
@@ -69,9 +70,10 @@ def test_maintenance_compacts_200_micro_batches_and_keeps_the_content(tmp_path):
     assert_exactly_once(table, landing, LINES)
     assert pl.read_delta(table, version=150).height == 151 * LINES // 200, "time travel within the retention still works"
 
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts()
-    mine = [a for a in artifacts if a.key == "lake-maintenance" and a.flow_run_id == state.state_details.flow_run_id]
+    run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:  # this run's artifacts only: the session's server holds many
+        artifacts = client.read_artifacts(artifact_filter=run)
+    mine = [a for a in artifacts if a.key == "lake-maintenance"]
     assert len(mine) == 1 and "files_before" in str(mine[0].data) and "bronze/kafka_orders" in str(mine[0].data)
 
 
