@@ -54,7 +54,7 @@ PROPERTY = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
-STREAM_PROPERTY = settings(PROPERTY, max_examples=15)  # up to 10 messages each
+STREAM_PROPERTY = settings(PROPERTY, max_examples=12)  # up to 10 messages each
 
 
 def land(path: Path, table: str, store: MemoryStore | None = None) -> tuple[TableCounts, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
