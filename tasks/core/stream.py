@@ -35,6 +35,17 @@ from tasks.core.silver import (
     to_int,
 )
 
+KAFKA_ORDERS_SCHEMA = {
+    "value": pl.String,
+    "key": pl.String,
+    "partition": pl.Int32,
+    "offset": pl.Int64,
+    "timestamp": pl.Datetime("ms", "UTC"),
+    "_ingested_at": pl.Datetime("us", "UTC"),
+    "_source": pl.String,
+    "_batch_id": pl.String,
+}
+"""Bronze kafka_orders: one row per message, value and key as text, and where it came from."""
 STREAM_ORDERS_SCHEMA = {
     "sls_ord_num": pl.String,
     "sls_prd_key": pl.String,

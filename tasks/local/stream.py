@@ -23,22 +23,13 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from tasks.core.contract import LANDING_ORDERS
-from tasks.core.stream import decode_text, decode_texts
+from tasks.core.stream import KAFKA_ORDERS_SCHEMA, decode_text, decode_texts
 from tasks.errors import PipelineError
 from tasks.local import lake
 
 OFFSETS_KEY = "logistics.offsets"
 OFFSET_KEY = "_offset_key"  # per-row app id (which partition or file a row came from); not written
-SCHEMA = {
-    "value": pl.String,
-    "key": pl.String,
-    "partition": pl.Int32,
-    "offset": pl.Int64,
-    "timestamp": pl.Datetime("ms", "UTC"),
-    "_ingested_at": pl.Datetime("us", "UTC"),
-    "_source": pl.String,
-    "_batch_id": pl.String,
-}
+SCHEMA = KAFKA_ORDERS_SCHEMA
 
 
 @dataclass
@@ -197,6 +188,8 @@ class KafkaReader:
             for message in messages:
                 error = message.error()
                 if error is not None:
+                    # The documented name of librdkafka's RD_KAFKA_RESP_ERR__PARTITION_EOF: client-side
+                    # error codes start with an underscore in confluent-kafka's public API.
                     if error.code() == KafkaError._PARTITION_EOF:
                         continue
                     if error.fatal():

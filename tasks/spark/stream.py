@@ -35,6 +35,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from tasks.core.contract import KAFKA_ORDERS
 from tasks.core.stream import (
     COORDINATES,
+    KAFKA_ORDERS_SCHEMA,
     LINE_FIELDS,
     ORDER_FIELDS,
     PARSE_RULE,
@@ -45,8 +46,6 @@ from tasks.errors import PipelineError, one_line
 from tasks.kafka.client import KafkaClientConfig, client_extras, reason
 from tasks.spark.tables import Lakehouse, Target
 
-ROWS_IN_KEY = "logistics.rows_in"  # order lines parsed, recorded with silver: the other counts are in the commits
-MERGED_KEY = "logistics.merged"
 METADATA_TIMEOUT_S = 15.0
 # The Java Kafka client's SASL login modules; Databricks' built-in connector shades the client.
 LOGIN_MODULES = {
@@ -56,10 +55,10 @@ LOGIN_MODULES = {
 }
 SECRET_KEYS = ("kafka-username", "kafka-password")  # in the Databricks secret scope
 TEXT, INSTANT = pa.string(), pa.timestamp("us", "UTC")
-# Bronze kafka_orders as Spark holds it: tasks.local.stream.SCHEMA (Spark's timestamps are all in microseconds).
+# Bronze kafka_orders as Spark holds it: KAFKA_ORDERS_SCHEMA, with every timestamp in microseconds (Spark's only unit).
+_ARROW_TYPES = {pl.String: TEXT, pl.Int32: pa.int32(), pl.Int64: pa.int64()}
 KAFKA_ORDERS_ARROW = pa.schema([
-    ("value", TEXT), ("key", TEXT), ("partition", pa.int32()), ("offset", pa.int64()), ("timestamp", INSTANT),
-    ("_ingested_at", INSTANT), ("_source", TEXT), ("_batch_id", TEXT),
+    (name, INSTANT if isinstance(dtype, pl.Datetime) else _ARROW_TYPES[dtype]) for name, dtype in KAFKA_ORDERS_SCHEMA.items()
 ])
 DECODED_ARROW = pa.schema([KAFKA_ORDERS_ARROW.field(name) for name in ("value", "key", "partition", "offset", "timestamp")])
 # What parse_messages returns: the fields as text, the line, the parse rule, the message and its coordinates.
