@@ -108,7 +108,7 @@ def test_produce_to_kafka_and_read_everything_back(kafka_bootstrap, kafka_topic,
 @pytest.mark.kafka
 def test_saved_block_is_used_by_name(kafka_bootstrap, kafka_topic, tmp_path):
     name = f"test-{uuid.uuid4().hex[:8]}"
-    KafkaClientConfig(bootstrap_servers=kafka_bootstrap, client_id="block-test").save(name)
+    KafkaConnection(bootstrap_servers=kafka_bootstrap, client_id="block-test").save(name)
     summary = produce_messages(count=200, seed=12, topic=kafka_topic, kafka_block=name, lake=str(tmp_path / "lake"))
     assert summary["delivered"] == 200 and summary["bootstrap_servers"] == kafka_bootstrap
     assert len(consume_all(kafka_bootstrap, kafka_topic, partitions=3)) == 200
