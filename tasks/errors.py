@@ -18,6 +18,12 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error whose message goes on with a backtrace (delta-rs, Spark)."""
+    lines = str(error).strip().splitlines()
+    return one_line(lines[0]) if lines else type(error).__name__
+
+
 class _DropUserErrorTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], PipelineError):

@@ -1,5 +1,5 @@
 """The silver runner, once for both engines: over a ``TableStore`` that the local engine
-(delta-rs and polars, ``tasks.local.store``) and the Spark job (``tasks.spark.tables``) implement.
+(delta-rs and polars, ``tasks.local.store``) and the Spark job (``tasks.spark.store``) implement.
 
 What is decided here, and nowhere else:
 

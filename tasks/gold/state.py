@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.gold.dbt import GOLD_TABLES, dbt_vars, gold_row_counts
+from tasks.gold.dbt import GOLD_TABLES, dbt_vars, gold_row_counts, work_dir
 from tasks.local import lake
 from tasks.settings import DBT_PROJECT_DIR, Settings
 
@@ -55,17 +55,13 @@ def gold_inputs(settings: Settings, silver_tables: list[str]) -> dict[str, objec
     }
 
 
-def _work_dir(settings: Settings) -> Path:
-    return Path(settings.lake) / "_dbt"
-
-
 def staging_path(settings: Settings) -> Path:
     """Where a build writes; the same file name as gold, so dbt-duckdb's database is `gold` too."""
-    return _work_dir(settings) / "staging" / GOLD_FILE
+    return work_dir(settings) / "staging" / GOLD_FILE
 
 
 def failed_path(settings: Settings) -> Path:
-    return _work_dir(settings) / "failed" / GOLD_FILE
+    return work_dir(settings) / "failed" / GOLD_FILE
 
 
 def published_path(settings: Settings) -> Path:
@@ -106,7 +102,7 @@ def publish(settings: Settings) -> None:
 
 
 def _record_path(settings: Settings) -> Path:
-    return _work_dir(settings) / RECORD
+    return work_dir(settings) / RECORD
 
 
 def file_digest(path: Path) -> str:

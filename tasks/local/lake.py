@@ -26,7 +26,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from tasks.core.contract import INPUT_KEY, LANDING_ORDERS
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, first_line
 
 Layer = Literal["bronze", "silver", "quarantine"]
 TARGET_FILE_BYTES = 32 << 20
@@ -61,12 +61,6 @@ class DamagedTableError(PipelineError):
         self.problem = problem
 
 
-def _first_line(error: BaseException) -> str:
-    """delta-rs errors carry a Rust backtrace after the first line."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def open_table(uri: str) -> DeltaTable | None:
     """The table, or None when there is none; a log that cannot be read raises
     ``DamagedTableError`` naming the table (not a backtrace from delta-rs)."""
@@ -75,7 +69,7 @@ def open_table(uri: str) -> DeltaTable | None:
             return None
         return DeltaTable(uri)
     except Exception as error:  # noqa: BLE001 - any failure to read the log means the same to the user
-        raise DamagedTableError(uri, f"its Delta log cannot be read ({_first_line(error)})") from None
+        raise DamagedTableError(uri, f"its Delta log cannot be read ({first_line(error)})") from None
 
 
 def table_exists(uri: str) -> bool:
@@ -98,12 +92,6 @@ def table_state(uri: str) -> str | None:
 
 def state_of(uri: str, table: DeltaTable, latest_commit: dict[str, Any]) -> str:
     return f"{uri}@v{table.version()}:{table.metadata().id}:{latest_commit.get('timestamp')}"
-
-
-def parse_state(state: str) -> tuple[str, int]:
-    """(uri, version) of a ``table_state``."""
-    uri, rest = state.rsplit("@v", 1)
-    return uri, int(rest.split(":", 1)[0])
 
 
 def recorded_input(uri: str) -> str | None:

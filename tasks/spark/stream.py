@@ -42,7 +42,7 @@ from tasks.core.stream import (
     decode_texts,
     parse_messages,
 )
-from tasks.errors import PipelineError, one_line
+from tasks.errors import PipelineError, first_line
 from tasks.kafka.client import KafkaClientConfig, client_extras, reason
 from tasks.spark.tables import Lakehouse, Target
 
@@ -244,7 +244,7 @@ def run_stream(spark: SparkSession, lakehouse: Lakehouse, source: KafkaSource, c
         try:
             query.awaitTermination()
         except StreamingQueryException as error:
-            message = one_line(str(error).split("\n", 1)[0])
+            message = first_line(error)
             raise PipelineError(f"reading topic {source.topic!r} into {target} failed: {message}") from None
     after = target.rows(spark) if target.last_commit(spark) is not None else 0
     return StreamResult(str(target), after, after - before, len(partitions))

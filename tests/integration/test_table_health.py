@@ -66,7 +66,7 @@ def test_a_table_reset_by_hand_to_a_version_number_seen_before_has_another_state
     log_file(table, 1).unlink()  # back to v0 by hand...
     write(table, ROWS.head(2))  # ...and written again: v1 once more, with other content
     after = lake.table_state(table)
-    assert lake.parse_state(before) == lake.parse_state(after) == (table, 1)
+    assert before.startswith(f"{table}@v1:") and after.startswith(f"{table}@v1:")
     assert before != after
 
 
@@ -78,7 +78,7 @@ def test_a_recreated_table_has_another_state(tmp_path):
         if path.is_file():
             os.remove(path)
     write(uri)
-    assert lake.parse_state(lake.table_state(uri))[1] == 0 and lake.table_state(uri) != before
+    assert lake.table_state(uri).startswith(f"{uri}@v0:") and lake.table_state(uri) != before
 
 
 def test_set_aside_moves_a_damaged_table_out_of_the_lake(table):
