@@ -18,7 +18,7 @@ $(RUN_INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 $(TEST_INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,spark,bench]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,spark,bench,databricks]'
 	touch $@ $(RUN_INSTALLED)
 
 install: $(TEST_INSTALLED)

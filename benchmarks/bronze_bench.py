@@ -28,10 +28,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="ingest every file this many times; the best time counts")
     args = parser.parse_args()
 
-    from datasets.generate import generate_datasets
-    from tasks.core.contract import SOURCES
-    from tasks.core.csv_source import fingerprint_csv
-    from tasks.local.bronze import ingest_csv
+    from logistics_pipeline.datasets.generate import generate_datasets
+    from logistics_pipeline.tasks.core.contract import SOURCES
+    from logistics_pipeline.tasks.core.csv_source import fingerprint_csv
+    from logistics_pipeline.tasks.local.bronze import ingest_csv
 
     data = args.data or DATA_DIR / f"bronze-{scale_tag(args.scale)}"
     if not (data / SOURCES[0].relative_path).is_file():

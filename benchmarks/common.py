@@ -52,7 +52,7 @@ def dataset(scale: float, seed: int = SEED) -> tuple[Path, dict[str, int]]:
     marker = folder / "ROWS.json"
     if marker.exists():
         return folder, json.loads(marker.read_text())
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     shutil.rmtree(folder, ignore_errors=True)
     began = time.perf_counter()

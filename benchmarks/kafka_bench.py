@@ -134,10 +134,10 @@ def _wrapper_flow(name: str, body):
 def average_record_bytes(sample: int = 20_000) -> dict[str, float]:
     """Average key and value size of the project's order messages (the shipped reference data)."""
     try:
-        from tasks.core.orders import generate_orders
-        from tasks.local.order_catalog import reference_data
+        from logistics_pipeline.tasks.core.orders import generate_orders
+        from logistics_pipeline.tasks.local.order_catalog import reference_data
     except ImportError as error:
-        raise NotAvailable(f"tasks.core.orders is not importable: {error}") from None
+        raise NotAvailable(f"logistics_pipeline.tasks.core.orders is not importable: {error}") from None
     reference = reference_data(str(OUT_DIR / "no-lake"))  # no silver there: customers and products from the CSVs
     batch = generate_orders(sample, 1, reference.customers, reference.products, 0.0)
     return {
@@ -149,9 +149,9 @@ def average_record_bytes(sample: int = 20_000) -> dict[str, float]:
 def produce_project(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
     """The project's produce-messages flow function (flows.produce.produce_messages.fn)."""
     try:
-        from flows.produce import produce_messages
+        from logistics_pipeline.flows.produce import produce_messages
     except ImportError as error:
-        raise NotAvailable(f"flows.produce is not importable yet: {error}") from None
+        raise NotAvailable(f"logistics_pipeline.flows.produce is not importable yet: {error}") from None
     lake = fresh_dir(OUT_DIR / "produce-lake")
 
     def body() -> dict[str, Any]:
@@ -166,17 +166,17 @@ def produce_project(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
 def ingest_project(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
     """The project's Kafka -> bronze kafka_orders ingestion (flows.bronze.ingest_stream)."""
     try:
-        from flows.bronze import ingest_stream
-        from tasks.core.contract import KAFKA_ORDERS
-        from tasks.kafka.connection import KafkaConnection
-        from tasks.local.lake import Lake, row_count
+        from logistics_pipeline.flows.bronze import ingest_stream
+        from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS
+        from logistics_pipeline.tasks.kafka.connection import KafkaConnection
+        from logistics_pipeline.tasks.local.lake import Lake, row_count
     except ImportError as error:
         raise NotAvailable(f"stream ingestion is not available yet: {error}") from None
     lake = Lake(str(fresh_dir(OUT_DIR / "ingest-lake")))
     connection = KafkaConnection(bootstrap_servers=bootstrap)
     options: dict[str, Any] = {}
     if "batch_messages" in inspect.signature(ingest_stream).parameters:  # the batch size the pipeline runs with
-        from tasks.settings import load_settings
+        from logistics_pipeline.tasks.settings import load_settings
 
         options["batch_messages"] = getattr(load_settings(), "stream_batch_messages", 100_000)
 
@@ -225,7 +225,7 @@ def producer_perf(bootstrap: str, topic: str, count: int, record_bytes: int, ext
 
 def project_batching_props() -> list[str]:
     """linger.ms, batch.size and compression.type as the project's producer sets them."""
-    from tasks.kafka.connection import KafkaConnection
+    from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
     config = KafkaConnection(bootstrap_servers="unused").producer_config()
     return [f"{name}={config[name]}" for name in ("linger.ms", "batch.size", "compression.type") if name in config]
@@ -327,7 +327,7 @@ def kafka_section(messages: int, broker: BrokerHandle | None, broker_error: str 
             ingest["project"] = round(result["messages"] / result["seconds"], 1)
             detail["ingest_project"] = {**{k: result[k] for k in ("messages", "bronze_rows", "rerun_new_messages", "rerun_seconds", "options")},
                                         "seconds": round(result["seconds"], 3),
-                                        "includes": "flows.bronze.ingest_stream inside a flow run: watermarks, offsets from the table, "
+                                        "includes": "logistics_pipeline.flows.bronze.ingest_stream inside a flow run: watermarks, offsets from the table, "
                                                     "consume, Delta appends with the offsets in the same commit"}
             log(f"kafka ingest project: {ingest['project']:,.0f} msgs/s")
         except NotAvailable as error:
@@ -357,8 +357,8 @@ def fill_topic_with_orders(bootstrap: str, topic: str, count: int) -> None:
     """Order messages without the project's producer flow (only when that flow is unavailable)."""
     from confluent_kafka import Producer
 
-    from tasks.core.orders import generate_orders
-    from tasks.local.order_catalog import reference_data
+    from logistics_pipeline.tasks.core.orders import generate_orders
+    from logistics_pipeline.tasks.local.order_catalog import reference_data
 
     create_topic(bootstrap, topic)
     reference = reference_data(str(OUT_DIR / "no-lake"))

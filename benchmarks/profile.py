@@ -60,9 +60,9 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
     import narwhals as nw
     import polars as pl
 
-    import tasks.core.silver as rules
-    from tasks.core.quality import RULE_COLUMN, accepted, quarantined, tag_rejects
-    from tasks.core.silver import SILVER_BY_NAME, build, with_staged_columns
+    import logistics_pipeline.tasks.core.silver as rules
+    from logistics_pipeline.tasks.core.quality import RULE_COLUMN, accepted, quarantined, tag_rejects
+    from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME, build, with_staged_columns
 
     table = SILVER_BY_NAME["crm_sales_details"]
     out = [f"# crm_sales_details at scale {scale:g}: silver parts timed one by one (seconds, best of 2)\n"]
@@ -79,7 +79,7 @@ def silver_parts(bronze_uri: str, scale: float) -> str:
     out.append(f"{best(lambda: pl.read_delta(bronze_uri)):8.2f}  pl.read_delta ({frame.height} rows)\n")
     lazy = nw.from_native(frame.lazy())
     try:
-        from tasks.core.drift import check_types
+        from logistics_pipeline.tasks.core.drift import check_types
 
         out.append(f"{best(lambda: check_types(table.name, lazy)):8.2f}  tasks.core.drift.check_types (a pass parsing every typed column)\n")
     except ImportError:
@@ -129,7 +129,7 @@ def profile_pipeline(scale: float, py_spy: bool, noop: bool) -> None:
     source_dir, rows = dataset(scale)
     lake = fresh_dir(OUT_DIR / f"profile-lake-s{scale:g}")
     env, server = _cli_env()
-    cli = [sys.executable, "-m", "flows.cli", "run", "--source-dir", str(source_dir), "--lake", str(lake), "--orders", "0"]
+    cli = [sys.executable, "-m", "logistics_pipeline.flows.cli", "run", "--source-dir", str(source_dir), "--lake", str(lake), "--orders", "0"]
     tag = f"pipeline-s{scale:g}" + ("-noop" if noop else "")
     try:
         if noop:
@@ -143,7 +143,7 @@ def profile_pipeline(scale: float, py_spy: bool, noop: bool) -> None:
         else:
             out = PROFILES / f"{tag}-pyinstrument.txt"
             cmd = [sys.executable, "-m", "pyinstrument", "-i", "0.01", "-r", "text", "--show", "*", "-o", str(out),
-                   "--no-color", "-m", "flows.cli", *cli[3:]]
+                   "--no-color", "-m", "logistics_pipeline.flows.cli", *cli[3:]]
         log(f"profiling {'py-spy' if py_spy else 'pyinstrument'}: {' '.join(cmd)}")
         began = time.perf_counter()
         with open(log_path, "wb") as output:

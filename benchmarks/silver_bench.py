@@ -39,9 +39,9 @@ OUTPUT_FORMAT = {"project": "delta", "pandas": "delta", "duckdb": "parquet"}
 
 def build_bronze(source_dir: Path, root: Path) -> dict[str, str]:
     """Bronze Delta tables made by the project's own bronze code (not timed)."""
-    from tasks.core.contract import SOURCES_BY_TABLE
-    from tasks.core.csv_source import fingerprint_csv
-    from tasks.local.bronze import ingest_csv
+    from logistics_pipeline.tasks.core.contract import SOURCES_BY_TABLE
+    from logistics_pipeline.tasks.core.csv_source import fingerprint_csv
+    from logistics_pipeline.tasks.local.bronze import ingest_csv
 
     uris = {}
     for name in TABLES:
@@ -57,10 +57,10 @@ def build_bronze(source_dir: Path, root: Path) -> dict[str, str]:
 
 
 def run_project(bronze: dict[str, str], out: Path) -> dict[str, Any]:
-    from tasks.core.runner import run_silver_table
-    from tasks.core.silver import SILVER_BY_NAME
-    from tasks.local.lake import Lake
-    from tasks.local.store import DeltaStore
+    from logistics_pipeline.tasks.core.runner import run_silver_table
+    from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
+    from logistics_pipeline.tasks.local.lake import Lake
+    from logistics_pipeline.tasks.local.store import DeltaStore
 
     lake = Lake(str(out))
     counts = {}
@@ -239,7 +239,7 @@ def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None
             "duckdb_parts_s": {k: round(v, 3) for k, v in duckdb_parts.items()},
             "duckdb_statements_only_rows_per_s": duckdb_statement_rate,
             "duckdb_includes": "deltalake Delta->Arrow read + register + the 6 COPY statements (2 per table: silver, quarantine)",
-            "project_includes": "tasks.core.runner.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
+            "project_includes": "logistics_pipeline.tasks.core.runner.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
             "pandas_includes": "benchmarks/pandas_silver.py (DeltaTable.to_pandas, apply/np.where/np.select, 2 Delta writes)",
             **checks,
         },

@@ -6,7 +6,7 @@ silver rules written against one work on the other. Every value is made up here:
 from small faker pools, everything else from numpy. The same (scale, seed) always gives
 byte-identical files (for the same faker, numpy and polars versions).
 
-    python -m datasets.generate --out datasets --scale 0.1 --seed 42
+    python -m logistics_pipeline.datasets.generate --out datasets --scale 0.1 --seed 42
 """
 
 from __future__ import annotations
@@ -681,7 +681,7 @@ def generate_datasets(out_dir: Path, scale: float = 1.0, seed: int = 42) -> dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: python -m datasets.generate --out DIR --scale 1 --seed 42."""
+    """Command line: python -m logistics_pipeline.datasets.generate --out DIR --scale 1 --seed 42."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("datasets"), help="folder for source_crm/ and source_erp/")
     parser.add_argument("--scale", type=float, default=1.0, help="1 is about 18,500 customers and 60,400 sales lines")

@@ -14,22 +14,22 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import Field
 
-from tasks.core.contract import KAFKA_ORDERS, SOURCES
-from tasks.databricks.jobs import run_on_databricks, stream_settings
-from tasks.kafka.client import client_extras
-from tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
-from tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
-from tasks.local.stream import KafkaReader, landing_batches
-from tasks.orchestration.assets import (
+from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, SOURCES
+from logistics_pipeline.tasks.databricks.jobs import run_on_databricks, stream_settings
+from logistics_pipeline.tasks.kafka.client import client_extras
+from logistics_pipeline.tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
+from logistics_pipeline.tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
+from logistics_pipeline.tasks.local.stream import KafkaReader, landing_batches
+from logistics_pipeline.tasks.orchestration.assets import (
     landing_asset,
     source_asset,
     table_asset,
     topic_asset,
 )
-from tasks.orchestration.caching import is_stale
-from tasks.orchestration.lock import lake_lock
-from tasks.orchestration.steps import check_source, ingest_source, write_stream_batch
-from tasks.settings import load_settings
+from logistics_pipeline.tasks.orchestration.caching import is_stale
+from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.orchestration.steps import check_source, ingest_source, write_stream_batch
+from logistics_pipeline.tasks.settings import load_settings
 
 
 @flow(name="bronze-layer")

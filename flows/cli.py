@@ -42,7 +42,7 @@ MaxUnknownLines = Annotated[
 
 def _run(action: Callable[[], Any]) -> Any:
     """Run a flow; on failure print one line naming the problem and exit 1."""
-    from tasks.errors import one_line, quiet_pipeline_error_tracebacks
+    from logistics_pipeline.tasks.errors import one_line, quiet_pipeline_error_tracebacks
 
     quiet_pipeline_error_tracebacks()
     try:
@@ -58,8 +58,8 @@ def _run(action: Callable[[], Any]) -> Any:
 
 def _check_engine(engine: str | None) -> None:
     """engine=databricks without credentials fails here, before any server or flow starts."""
-    from tasks.databricks.jobs import require_credentials
-    from tasks.settings import load_settings
+    from logistics_pipeline.tasks.databricks.jobs import require_credentials
+    from logistics_pipeline.tasks.settings import load_settings
 
     settings = load_settings(engine=engine)
     if settings.engine == "databricks":
@@ -85,7 +85,7 @@ def run(
     max_unknown_lines: MaxUnknownLines = None,
 ) -> None:
     """Run the whole pipeline: produce orders (with --orders), bronze, silver, then gold (dbt)."""
-    from flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
 
     _run(lambda: _check_engine(engine))
     summary = _run(
@@ -103,7 +103,7 @@ def bronze(
     source_dir: SourceDir = None, lake: LakeDir = None, bootstrap_servers: BootstrapServers = None, kafka_block: KafkaBlock = None, engine: Engine = None
 ) -> None:
     """Land the CSV exports and the new stream messages in bronze Delta tables (as text)."""
-    from flows.bronze import bronze_layer
+    from logistics_pipeline.flows.bronze import bronze_layer
 
     rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, engine=engine))
     typer.echo(f"bronze rows: {rows}")
@@ -122,7 +122,7 @@ def produce(
     lake: LakeDir = None,
 ) -> None:
     """Produce synthetic orders for real customers and products to Kafka (or the landing folder)."""
-    from flows.produce import produce_messages
+    from logistics_pipeline.flows.produce import produce_messages
 
     summary = _run(
         lambda: produce_messages(
@@ -136,7 +136,7 @@ def produce(
 @app.command()
 def silver(lake: LakeDir = None, engine: Engine = None, full_refresh: FullRefresh = False) -> None:
     """Build the silver tables (and quarantine) from bronze."""
-    from flows.silver import silver_layer
+    from logistics_pipeline.flows.silver import silver_layer
 
     counts = _run(lambda: silver_layer(lake=lake, engine=engine, full_refresh=full_refresh))
     for c in counts:
@@ -146,7 +146,7 @@ def silver(lake: LakeDir = None, engine: Engine = None, full_refresh: FullRefres
 @app.command()
 def gold(lake: LakeDir = None, dbt_target: DbtTarget = None, full_refresh: FullRefresh = False, max_unknown_lines: MaxUnknownLines = None) -> None:
     """Build and test the gold models with dbt; publish them when every test passes."""
-    from flows.gold import dbt_gold
+    from logistics_pipeline.flows.gold import dbt_gold
 
     counts = _run(lambda: dbt_gold(lake=lake, dbt_target=dbt_target, full_refresh=full_refresh, max_unknown_lines=max_unknown_lines))
     typer.echo(f"gold rows: {counts}")
@@ -164,7 +164,7 @@ def maintain(
     compact: Annotated[bool, typer.Option("--compact/--no-compact", help="Compact small files (the stream's micro-batches).")] = True,
 ) -> None:
     """Compact small files, vacuum files older than the retention and checkpoint every Delta table (safe while the pipeline runs)."""
-    from flows.maintenance import lake_maintenance
+    from logistics_pipeline.flows.maintenance import lake_maintenance
 
     rows = _run(
         lambda: lake_maintenance(
@@ -186,7 +186,7 @@ def generate_datasets(
     seed: Annotated[int, typer.Option("--seed", help="Same seed and scale give byte-identical files.")] = 42,
 ) -> None:
     """Generate synthetic CRM/ERP CSV exports (deterministic)."""
-    from datasets.generate import generate_datasets as generate
+    from logistics_pipeline.datasets.generate import generate_datasets as generate
 
     rows = _run(lambda: generate(out, scale=scale, seed=seed))
     for name, count in rows.items():

@@ -15,10 +15,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from tasks.core.contract import STREAM_ORDERS
-from tasks.core.silver import SILVER_TABLES
-from tasks.errors import PipelineError
-from tasks.gold.dbt import (
+from logistics_pipeline.tasks.core.contract import STREAM_ORDERS
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.gold.dbt import (
     UNKNOWN_MEMBER_KEY,
     GoldTestFailure,
     dbt_build,
@@ -26,7 +26,7 @@ from tasks.gold.dbt import (
     stream_freshness,
     unknown_member_lines,
 )
-from tasks.gold.state import (
+from logistics_pipeline.tasks.gold.state import (
     failed_path,
     gold_inputs,
     keep_failed_build,
@@ -36,16 +36,16 @@ from tasks.gold.state import (
     start_build,
     why_rebuild,
 )
-from tasks.local.lake import (
+from logistics_pipeline.tasks.local.lake import (
     DamagedTableError,
     Lake,
     row_count,
     table_exists,
     table_problem,
 )
-from tasks.orchestration.assets import link_dbt_sources
-from tasks.orchestration.lock import lake_lock
-from tasks.settings import Settings, load_settings
+from logistics_pipeline.tasks.orchestration.assets import link_dbt_sources
+from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.settings import Settings, load_settings
 
 SILVER_INPUTS = [*(t.name for t in SILVER_TABLES), STREAM_ORDERS]
 

@@ -17,8 +17,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from tasks.local.lake import Lake
-from tasks.local.maintenance import (
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.maintenance import (
     UNLOCKED_MIN_RETENTION_HOURS,
     MaintenanceSettings,
     TableMaintenance,
@@ -28,8 +28,8 @@ from tasks.local.maintenance import (
     maintain_table,
     skipped,
 )
-from tasks.orchestration.lock import LakeLockTimeout, describe, lake_lock, read_holder
-from tasks.settings import load_settings
+from logistics_pipeline.tasks.orchestration.lock import LakeLockTimeout, describe, lake_lock, read_holder
+from logistics_pipeline.tasks.settings import load_settings
 
 
 @task(task_run_name="maintain-{ref.layer}-{ref.name}", cache_policy=NO_CACHE)

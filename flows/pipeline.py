@@ -9,15 +9,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from flows.bronze import bronze_layer
-from flows.gold import dbt_gold
-from flows.produce import produce_messages
-from flows.silver import silver_layer
-from tasks.core.orders import MAX_SEED
-from tasks.databricks.jobs import require_credentials
-from tasks.local.lake import Lake
-from tasks.orchestration.lock import lake_lock
-from tasks.settings import load_settings
+from logistics_pipeline.flows.bronze import bronze_layer
+from logistics_pipeline.flows.gold import dbt_gold
+from logistics_pipeline.flows.produce import produce_messages
+from logistics_pipeline.flows.silver import silver_layer
+from logistics_pipeline.tasks.core.orders import MAX_SEED
+from logistics_pipeline.tasks.databricks.jobs import require_credentials
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.settings import load_settings
 
 
 @flow(name="logistics-pipeline")

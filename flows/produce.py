@@ -30,14 +30,14 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from tasks.core.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders
-from tasks.errors import PipelineError
-from tasks.kafka.client import MESSAGE_TIMEOUT_MS, client_extras, ensure_topic, reason
-from tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
-from tasks.local.lake import Lake
-from tasks.local.order_catalog import reference_data
-from tasks.orchestration.logs import run_logger
-from tasks.settings import load_settings
+from logistics_pipeline.tasks.core.orders import MAX_INDEX, MAX_SEED, ReferenceData, generate_orders
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.kafka.client import MESSAGE_TIMEOUT_MS, client_extras, ensure_topic, reason
+from logistics_pipeline.tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.order_catalog import reference_data
+from logistics_pipeline.tasks.orchestration.logs import run_logger
+from logistics_pipeline.tasks.settings import load_settings
 
 CHUNK = 50_000  # messages generated (and held in memory) at a time
 SLICE = 10_000  # messages handed to the transport between progress and rate checks

@@ -16,19 +16,19 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from tasks.core.contract import KAFKA_ORDERS, STREAM_ORDERS
-from tasks.core.drift import drift_markdown
-from tasks.core.quality import TableCounts
-from tasks.core.runner import outputs_current, run_stream_orders
-from tasks.core.silver import SILVER_TABLES
-from tasks.databricks.jobs import run_on_databricks
-from tasks.local.bronze import new_bronze_columns
-from tasks.local.lake import Lake, repair, table_exists
-from tasks.local.store import DeltaStore, bronze_fingerprint
-from tasks.orchestration.assets import table_asset
-from tasks.orchestration.lock import lake_lock
-from tasks.orchestration.steps import build_silver_table, build_stream_orders
-from tasks.settings import load_settings
+from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, STREAM_ORDERS
+from logistics_pipeline.tasks.core.drift import drift_markdown
+from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.runner import outputs_current, run_stream_orders
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.databricks.jobs import run_on_databricks
+from logistics_pipeline.tasks.local.bronze import new_bronze_columns
+from logistics_pipeline.tasks.local.lake import Lake, repair, table_exists
+from logistics_pipeline.tasks.local.store import DeltaStore, bronze_fingerprint
+from logistics_pipeline.tasks.orchestration.assets import table_asset
+from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.orchestration.steps import build_silver_table, build_stream_orders
+from logistics_pipeline.tasks.settings import load_settings
 
 PARALLEL_TABLES = 2
 """Silver tables built at once. polars already spreads one table over every core; a second

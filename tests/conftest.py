@@ -38,7 +38,7 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def generated_sources(tmp_path_factory) -> Path:
     """A generated CRM/ERP export (scale 0.2), dirt included."""
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     out = tmp_path_factory.mktemp("sources")
     generate_datasets(out, scale=0.2, seed=7)

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 from deltalake import DeltaTable
 
-from tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES
+from logistics_pipeline.tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES
 
 LAYERS = ("bronze", "silver", "quarantine")
 

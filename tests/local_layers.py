@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.core.contract import SOURCES
-from tasks.core.csv_source import fingerprint_csv
-from tasks.core.runner import run_silver_table
-from tasks.core.silver import SILVER_TABLES
-from tasks.local.bronze import ingest_csv
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.core.contract import SOURCES
+from logistics_pipeline.tasks.core.csv_source import fingerprint_csv
+from logistics_pipeline.tasks.core.runner import run_silver_table
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.local.bronze import ingest_csv
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
 
 
 def build_local_layers(sources: Path, lake: Lake) -> None:

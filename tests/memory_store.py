@@ -10,8 +10,8 @@ from typing import Any
 import narwhals as nw
 import polars as pl
 
-from tasks.core.runner import Commit
-from tasks.core.stream import parse_messages
+from logistics_pipeline.tasks.core.runner import Commit
+from logistics_pipeline.tasks.core.stream import parse_messages
 
 _states = itertools.count()
 
@@ -57,7 +57,7 @@ class MemoryStore:
         return nw.from_native(parse_messages(bronze.collect().to_native()).lazy())
 
     def create_empty_stream_orders(self) -> None:
-        from tasks.core.stream import STREAM_ORDERS_SCHEMA
+        from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
 
         self.put("silver", "stream_orders", pl.DataFrame(schema=STREAM_ORDERS_SCHEMA), {"logistics.input": "empty"})
 

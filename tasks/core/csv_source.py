@@ -55,9 +55,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tasks.core.contract import BRONZE_ERROR as ERROR_COLUMN
-from tasks.core.contract import SourceFile
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.core.contract import BRONZE_ERROR as ERROR_COLUMN
+from logistics_pipeline.tasks.core.contract import SourceFile
+from logistics_pipeline.tasks.errors import PipelineError
 
 CHUNK_BYTES = 1 << 20
 """Block size of the checking pass."""

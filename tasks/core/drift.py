@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
-from tasks.core.contract import BRONZE_ERROR
-from tasks.core.silver import (
+from logistics_pipeline.tasks.core.contract import BRONZE_ERROR
+from logistics_pipeline.tasks.core.silver import (
     _DATE_LAYOUTS,
     INTEGER,
     NUMBER,
@@ -50,7 +50,7 @@ from tasks.core.silver import (
     text,
     with_bronze_error,
 )
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.errors import PipelineError
 
 THRESHOLD = 0.5
 """Share of non-blank values that do not parse above which a column's type has changed."""

@@ -41,7 +41,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.errors import PipelineError
 
 BAD_KINDS = ("malformed_json", "missing_customer_id", "negative_price", "ship_before_order", "unknown_product")
 ORDER_PREFIX = "ST"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import narwhals as nw
 
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.errors import PipelineError
 
 RULE_COLUMN = "_rule"
 STAGED = "_staged_"

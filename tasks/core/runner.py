@@ -22,18 +22,18 @@ from typing import Any, Protocol
 
 import narwhals as nw
 
-from tasks.core.contract import (
+from logistics_pipeline.tasks.core.contract import (
     COUNTS_KEY,
     INPUT_KEY,
     KAFKA_ORDERS,
     MERGES_KEY,
     STREAM_ORDERS,
 )
-from tasks.core.drift import check_types
-from tasks.core.quality import RULE_COLUMN, TableCounts, accepted, quarantined
-from tasks.core.silver import SilverTable, merged, tag_rows
-from tasks.core.stream import COORDINATES, merge_events, validate
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.core.drift import check_types
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN, TableCounts, accepted, quarantined
+from logistics_pipeline.tasks.core.silver import SilverTable, merged, tag_rows
+from logistics_pipeline.tasks.core.stream import COORDINATES, merge_events, validate
+from logistics_pipeline.tasks.errors import PipelineError
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from datetime import date
 
 import narwhals as nw
 
-from tasks.core.contract import BRONZE_ERROR
-from tasks.core.quality import STAGED, Rule, accepted, tag_rejects
+from logistics_pipeline.tasks.core.contract import BRONZE_ERROR
+from logistics_pipeline.tasks.core.quality import STAGED, Rule, accepted, tag_rejects
 
 NA = "n/a"
 

@@ -23,8 +23,8 @@ import narwhals as nw
 import orjson
 import polars as pl
 
-from tasks.core.quality import STAGED, Rule, tag_rejects
-from tasks.core.silver import (
+from logistics_pipeline.tasks.core.quality import STAGED, Rule, tag_rejects
+from logistics_pipeline.tasks.core.silver import (
     amount_inconsistent,
     is_blank,
     is_real_date,

@@ -39,10 +39,10 @@ from prefect_databricks.models.jobs import (
     SparkPythonTask,
 )
 
-from tasks.databricks.settings import DatabricksSettings
-from tasks.errors import PipelineError, one_line
-from tasks.kafka.connection import KafkaConnection
-from tasks.orchestration.logs import run_logger
+from logistics_pipeline.tasks.databricks.settings import DatabricksSettings
+from logistics_pipeline.tasks.errors import PipelineError, one_line
+from logistics_pipeline.tasks.kafka.connection import KafkaConnection
+from logistics_pipeline.tasks.orchestration.logs import run_logger
 
 LAYERS = ("bronze", "stream", "silver")
 TERMINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})

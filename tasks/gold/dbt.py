@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import yaml
 
-from tasks.errors import PipelineError, one_line
-from tasks.settings import DBT_PROJECT_DIR, Settings
+from logistics_pipeline.tasks.errors import PipelineError, one_line
+from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
     from prefect_dbt import PrefectDbtRunner

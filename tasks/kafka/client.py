@@ -17,12 +17,12 @@ from typing import Any, Literal
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.errors import PipelineError
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 # librdkafka's own log lines go to Python logging instead of stderr (see ``client_extras``).
-LIBRDKAFKA_LOGGER = logging.getLogger("tasks.kafka.librdkafka")
+LIBRDKAFKA_LOGGER = logging.getLogger("logistics_pipeline.tasks.kafka.librdkafka")
 
 MESSAGE_TIMEOUT_MS = 60_000
 

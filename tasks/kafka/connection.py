@@ -10,9 +10,9 @@ from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field, SecretStr
 
-from tasks.errors import PipelineError
-from tasks.kafka.client import KafkaClientConfig, SecurityProtocol, check_reachable
-from tasks.settings import Settings
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.kafka.client import KafkaClientConfig, SecurityProtocol, check_reachable
+from logistics_pipeline.tasks.settings import Settings
 
 REACHABLE_TIMEOUT_S = 8.0
 
@@ -24,7 +24,7 @@ class KafkaConnection(Block):
         Save a Confluent Cloud connection once, then load it by name in flows:
         ```python
         from pydantic import SecretStr
-        from tasks.kafka.connection import KafkaConnection
+        from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
         KafkaConnection(
             bootstrap_servers="pkc-xxxxx.eu-west-1.aws.confluent.cloud:9092",

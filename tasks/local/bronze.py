@@ -9,15 +9,15 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from tasks.core.contract import BRONZE_ERROR, SOURCES, SourceFile
-from tasks.core.csv_source import (
+from logistics_pipeline.tasks.core.contract import BRONZE_ERROR, SOURCES, SourceFile
+from logistics_pipeline.tasks.core.csv_source import (
     METADATA_COLUMNS,
     CsvFingerprint,
     arrow_schema,
     read_csv_chunks,
 )
-from tasks.core.drift import DriftFinding
-from tasks.local import lake
+from logistics_pipeline.tasks.core.drift import DriftFinding
+from logistics_pipeline.tasks.local import lake
 
 
 def ingest_csv(path: Path, source: SourceFile, table_uri: str, fingerprint: CsvFingerprint) -> int:

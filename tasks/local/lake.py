@@ -25,8 +25,8 @@ import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from tasks.core.contract import INPUT_KEY, LANDING_ORDERS
-from tasks.errors import PipelineError, first_line
+from logistics_pipeline.tasks.core.contract import INPUT_KEY, LANDING_ORDERS
+from logistics_pipeline.tasks.errors import PipelineError, first_line
 
 Layer = Literal["bronze", "silver", "quarantine"]
 TARGET_FILE_BYTES = 32 << 20

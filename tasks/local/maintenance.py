@@ -40,9 +40,9 @@ from typing import Any
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from tasks.errors import PipelineError, one_line
-from tasks.local.lake import Lake, table_exists
-from tasks.settings import MaintenanceSettings
+from logistics_pipeline.tasks.errors import PipelineError, one_line
+from logistics_pipeline.tasks.local.lake import Lake, table_exists
+from logistics_pipeline.tasks.settings import MaintenanceSettings
 
 LAYERS = ("bronze", "silver", "quarantine")
 APPEND_ONLY = frozenset({("bronze", "kafka_orders")})
@@ -103,8 +103,8 @@ class TableMaintenance:
 
 def lake_tables(lake_: Lake) -> list[TableRef]:
     """Every Delta table of the lake: the contract's tables, plus any other one found in a local lake."""
-    from tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
-    from tasks.core.silver import SILVER_TABLES
+    from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
+    from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 
     names = {
         "bronze": [source.table for source in SOURCES] + [KAFKA_ORDERS],

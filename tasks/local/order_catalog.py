@@ -7,9 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.core.orders import ReferenceData, reference_from
-from tasks.local.lake import Lake, table_exists
-from tasks.settings import DEFAULT_SOURCE_DIR
+from logistics_pipeline.tasks.core.orders import ReferenceData, reference_from
+from logistics_pipeline.tasks.local.lake import Lake, table_exists
+from logistics_pipeline.tasks.settings import DEFAULT_SOURCE_DIR
 
 
 def reference_data(lake_root: str, source_dir: Path = DEFAULT_SOURCE_DIR) -> ReferenceData:

@@ -12,11 +12,11 @@ from typing import Any
 import narwhals as nw
 import polars as pl
 
-from tasks.core.contract import INPUT_KEY, STREAM_ORDERS
-from tasks.core.runner import Commit
-from tasks.core.stream import STREAM_ORDERS_SCHEMA, parse_messages
-from tasks.errors import PipelineError
-from tasks.local import lake
+from logistics_pipeline.tasks.core.contract import INPUT_KEY, STREAM_ORDERS
+from logistics_pipeline.tasks.core.runner import Commit
+from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA, parse_messages
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.local import lake
 
 
 @dataclass(frozen=True)

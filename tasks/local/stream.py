@@ -22,10 +22,10 @@ import polars as pl
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
-from tasks.core.contract import LANDING_ORDERS
-from tasks.core.stream import KAFKA_ORDERS_SCHEMA, decode_text, decode_texts
-from tasks.errors import PipelineError
-from tasks.local import lake
+from logistics_pipeline.tasks.core.contract import LANDING_ORDERS
+from logistics_pipeline.tasks.core.stream import KAFKA_ORDERS_SCHEMA, decode_text, decode_texts
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.local import lake
 
 OFFSETS_KEY = "logistics.offsets"
 OFFSET_KEY = "_offset_key"  # per-row app id (which partition or file a row came from); not written

@@ -47,8 +47,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import AssetContext
 from prefect.tasks import MaterializingTask
 
-from tasks.core.contract import LANDING_ORDERS
-from tasks.local.lake import Lake
+from logistics_pipeline.tasks.core.contract import LANDING_ORDERS
+from logistics_pipeline.tasks.local.lake import Lake
 
 R = TypeVar("R")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect.context import TaskRunContext
 
-from tasks.local import lake
+from logistics_pipeline.tasks.local import lake
 
 
 def input_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

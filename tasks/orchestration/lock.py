@@ -40,9 +40,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import PipelineError
-from tasks.orchestration.logs import run_logger
-from tasks.settings import load_settings
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.orchestration.logs import run_logger
+from logistics_pipeline.tasks.settings import load_settings
 
 LOCK_FILE = "_lock"
 TIMEOUT_ENV = "LOGISTICS_LOCK_TIMEOUT_SECONDS"

@@ -12,17 +12,17 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.core.contract import SourceFile
-from tasks.core.csv_source import CsvFingerprint, fingerprint_csv
-from tasks.core.quality import TableCounts
-from tasks.core.runner import run_silver_table, run_stream_orders
-from tasks.core.silver import SilverTable
-from tasks.local.bronze import ingest_csv
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
-from tasks.local.stream import Batch, write_batch
-from tasks.orchestration.assets import materializes, record_on_assets
-from tasks.orchestration.caching import input_cache_key
+from logistics_pipeline.tasks.core.contract import SourceFile
+from logistics_pipeline.tasks.core.csv_source import CsvFingerprint, fingerprint_csv
+from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.runner import run_silver_table, run_stream_orders
+from logistics_pipeline.tasks.core.silver import SilverTable
+from logistics_pipeline.tasks.local.bronze import ingest_csv
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.local.stream import Batch, write_batch
+from logistics_pipeline.tasks.orchestration.assets import materializes, record_on_assets
+from logistics_pipeline.tasks.orchestration.caching import input_cache_key
 
 
 @task(task_run_name="check-{source.table}")

@@ -1,9 +1,9 @@
 """The Spark entrypoint: what a Databricks job run executes for the bronze, stream and silver layers.
 
-    python -m tasks.spark.job bronze --source-path /Volumes/main/raw/exports --catalog main --schema logistics
-    python -m tasks.spark.job stream --bootstrap-servers broker:9092 --topic orders \
+    python -m logistics_pipeline.tasks.spark.job bronze --source-path /Volumes/main/raw/exports --catalog main --schema logistics
+    python -m logistics_pipeline.tasks.spark.job stream --bootstrap-servers broker:9092 --topic orders \
         --checkpoint /Volumes/main/logistics/checkpoints/kafka_orders --catalog main --schema logistics
-    python -m tasks.spark.job silver --catalog main --schema logistics
+    python -m logistics_pipeline.tasks.spark.job silver --catalog main --schema logistics
 
 It runs on whatever SparkSession is active (the cluster's on Databricks; a local one in the
 tests) and writes Unity Catalog Delta tables ``<catalog>.<schema>.[prefix]<layer>_<table>``
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,21 +35,20 @@ import polars as pl
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
-from tasks.core.contract import INPUT_KEY, SOURCES, SourceFile
-from tasks.core.csv_source import (
+from logistics_pipeline.tasks.core.contract import INPUT_KEY, SOURCES, SourceFile
+from logistics_pipeline.tasks.core.csv_source import (
     CsvFingerprint,
     SourceFileError,
     fingerprint_csv,
     read_csv_as_text,
 )
-from tasks.core.quality import TableCounts
-from tasks.core.runner import run_silver_table, run_stream_orders
-from tasks.core.silver import SILVER_TABLES, SilverTable
-from tasks.errors import PipelineError, one_line
-from tasks.settings import load_settings
-from tasks.spark.store import SparkStore
-from tasks.spark.stream import SECRET_KEYS, KafkaSource, run_stream, scope_secrets
-from tasks.spark.tables import Lakehouse, Target
+from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.runner import run_silver_table, run_stream_orders
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES, SilverTable
+from logistics_pipeline.tasks.errors import PipelineError, one_line
+from logistics_pipeline.tasks.spark.store import SparkStore
+from logistics_pipeline.tasks.spark.stream import SECRET_KEYS, KafkaSource, run_stream, scope_secrets
+from logistics_pipeline.tasks.spark.tables import Lakehouse, Target
 
 PARALLEL_TABLES = 4
 T = TypeVar("T")
@@ -159,7 +159,7 @@ def in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
 # --- command line -------------------------------------------------------------------------------
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tasks.spark.job", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m logistics_pipeline.tasks.spark.job", description=__doc__.splitlines()[0])
     parser.add_argument("layer", choices=("bronze", "silver", "stream"))
     parser.add_argument("--source-path", help="folder holding source_crm/ and source_erp/ (a UC volume or cloud path); bronze only")
     parser.add_argument("--catalog", help="Unity Catalog catalog")
@@ -186,10 +186,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def kafka_source(args: argparse.Namespace) -> KafkaSource:
-    """The topic and its credentials: from the settings (LOGISTICS_KAFKA_USERNAME/_PASSWORD), or read
-    from the secret scope on the cluster."""
-    settings = load_settings()
-    username, password = (None if secret is None else secret.get_secret_value() for secret in (settings.kafka_username, settings.kafka_password))
+    """The topic and its credentials: from LOGISTICS_KAFKA_USERNAME/_PASSWORD (the pipeline's setting
+    names, read directly: the job wheel carries no settings library), or from the secret scope."""
+    username, password = os.environ.get("LOGISTICS_KAFKA_USERNAME"), os.environ.get("LOGISTICS_KAFKA_PASSWORD")
     if args.kafka_secret_scope and password is None:
         username, password = scope_secrets(args.kafka_secret_scope)
     return KafkaSource(args.bootstrap_servers, args.topic, args.security_protocol, args.sasl_mechanism, username, password)

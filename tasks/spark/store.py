@@ -13,11 +13,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import TimestampNTZType
 
-from tasks.core.contract import INPUT_KEY, STREAM_ORDERS
-from tasks.core.runner import Commit
-from tasks.core.stream import COORDINATES, STREAM_ORDERS_SCHEMA
-from tasks.spark.stream import PARSED_ARROW, parse_batches
-from tasks.spark.tables import Lakehouse
+from logistics_pipeline.tasks.core.contract import INPUT_KEY, STREAM_ORDERS
+from logistics_pipeline.tasks.core.runner import Commit
+from logistics_pipeline.tasks.core.stream import COORDINATES, STREAM_ORDERS_SCHEMA
+from logistics_pipeline.tasks.spark.stream import PARSED_ARROW, parse_batches
+from logistics_pipeline.tasks.spark.tables import Lakehouse
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from tasks.core.contract import KAFKA_ORDERS
-from tasks.core.stream import (
+from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS
+from logistics_pipeline.tasks.core.stream import (
     COORDINATES,
     KAFKA_ORDERS_SCHEMA,
     LINE_FIELDS,
@@ -42,9 +42,9 @@ from tasks.core.stream import (
     decode_texts,
     parse_messages,
 )
-from tasks.errors import PipelineError, first_line
-from tasks.kafka.client import KafkaClientConfig, client_extras, reason
-from tasks.spark.tables import Lakehouse, Target
+from logistics_pipeline.tasks.errors import PipelineError, first_line
+from logistics_pipeline.tasks.kafka.client import KafkaClientConfig, client_extras, reason
+from logistics_pipeline.tasks.spark.tables import Lakehouse, Target
 
 METADATA_TIMEOUT_S = 15.0
 # The Java Kafka client's SASL login modules; Databricks' built-in connector shades the client.

@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from tasks.core.contract import INPUT_KEY
+from logistics_pipeline.tasks.core.contract import INPUT_KEY
 
 
 def table_name(layer: str, table: str, catalog: str, schema: str, prefix: str = "") -> str:

@@ -335,16 +335,16 @@ def materialization_edges(stack: Stack, since: datetime, prefixes: list[str]) ->
 
 def expected_edges(lake: Path, streamed: bool) -> set[tuple[str, str]]:
     """source CSV -> bronze -> silver -> dbt source -> gold, with the keys tasks/orchestration/assets.py makes."""
-    from tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
-    from tasks.core.silver import SILVER_TABLES
-    from tasks.orchestration.assets import (
+    from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
+    from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+    from logistics_pipeline.tasks.orchestration.assets import (
         dbt_source_asset,
         gold_asset,
         landing_asset,
         source_asset,
         table_asset,
     )
-    from tasks.settings import DEFAULT_SOURCE_DIR
+    from logistics_pipeline.tasks.settings import DEFAULT_SOURCE_DIR
 
     root = str(lake)
     edges = {(source_asset(s.path(DEFAULT_SOURCE_DIR)).key, table_asset(root, "bronze", s.table).key) for s in SOURCES}
@@ -370,8 +370,8 @@ def expected_edges(lake: Path, streamed: bool) -> set[tuple[str, str]]:
 def test_server_lists_assets_with_their_upstream_assets(stack, run, request):
     fixture = request.getfixturevalue(run)
     lake = fixture if isinstance(fixture, Path) else fixture[1]
-    from tasks.orchestration.assets import asset_key
-    from tasks.settings import DEFAULT_SOURCE_DIR
+    from logistics_pipeline.tasks.orchestration.assets import asset_key
+    from logistics_pipeline.tasks.settings import DEFAULT_SOURCE_DIR
 
     expected = expected_edges(lake, streamed=run == "python_run")
     since = datetime.now(timezone.utc) - timedelta(hours=2)

@@ -8,12 +8,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks.core.contract import BRONZE_ERROR
-from tasks.core.quality import RULE_COLUMN
-from tasks.core.runner import recorded_counts
-from tasks.core.silver import SILVER_TABLES
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.core.contract import BRONZE_ERROR
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN
+from logistics_pipeline.tasks.core.runner import recorded_counts
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
 from tests.cli_runner import run_cli
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -7,11 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import tasks.core.csv_source
-from tasks.core.contract import SOURCES_BY_TABLE
-from tasks.core.csv_source import SourceFileError, fingerprint_csv
-from tasks.local import lake
-from tasks.local.bronze import ingest_csv
+from logistics_pipeline.tasks.core import csv_source
+from logistics_pipeline.tasks.core.contract import SOURCES_BY_TABLE
+from logistics_pipeline.tasks.core.csv_source import SourceFileError, fingerprint_csv
+from logistics_pipeline.tasks.local import lake
+from logistics_pipeline.tasks.local.bronze import ingest_csv
 from tests.unit.test_bronze_chunks import chunks
 
 CATEGORIES = SOURCES_BY_TABLE["erp_px_cat_g1v2"]
@@ -148,19 +148,17 @@ def test_blank_lines_are_rows_marked_blank(tmp_path):
 
 
 def test_well_formed_files_take_the_polars_path(tmp_path, monkeypatch):
-    import tasks.core.csv_source
-
     def robust_path(*_):
         raise AssertionError("the robust path is for files polars cannot read faithfully")
 
-    monkeypatch.setattr(tasks.core.csv_source, "read_rows_robust", robust_path)
+    monkeypatch.setattr(csv_source, "read_rows_robust", robust_path)
     rows = bronze_rows(tmp_path, b'\xef\xbb\xbfID,CAT,SUBCAT,MAINTENANCE\r\nAC_BR,"Racks, Bike",,""\r\nAC_BS,"two\r\nlines",x,y')
     assert rows.rows() == [("AC_BR", "Racks, Bike", None, "", 2, None), ("AC_BS", "two\r\nlines", "x", "y", 3, None)]
 
 
 def test_a_file_of_many_chunks_lands_in_one_commit(tmp_path, monkeypatch):
     path = write(tmp_path, b"ID,CAT,SUBCAT,MAINTENANCE\n" + b"".join(b"K%d,c,s,m\n" % n for n in range(5000)))
-    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(csv_source, "READ_CHUNK_BYTES", 4096)
     assert len(chunks(path, CATEGORIES.table, 4096)) > 10
     uri = str(tmp_path / "lake" / "bronze" / CATEGORIES.table)
     source = CATEGORIES
@@ -179,8 +177,8 @@ def test_an_error_while_reading_leaves_the_table_as_it_was_and_is_raised_as_is(t
     assert ingest_csv(path, source, uri, fingerprint_csv(path, source)) == 500
     path.write_bytes(path.read_bytes() + b"K500,c,s,m\n")
     fingerprint = fingerprint_csv(path, source)
-    monkeypatch.setattr(tasks.core.csv_source, "READ_CHUNK_BYTES", 1024)
-    chunks = tasks.core.csv_source.record_chunks
+    monkeypatch.setattr(csv_source, "READ_CHUNK_BYTES", 1024)
+    chunks = csv_source.record_chunks
 
     def failing(*args):
         for number, chunk in enumerate(chunks(*args)):
@@ -188,7 +186,7 @@ def test_an_error_while_reading_leaves_the_table_as_it_was_and_is_raised_as_is(t
                 raise OSError("disk went away")
             yield chunk
 
-    monkeypatch.setattr(tasks.core.csv_source, "record_chunks", failing)
+    monkeypatch.setattr(csv_source, "record_chunks", failing)
     with pytest.raises(OSError, match="disk went away"):
         ingest_csv(path, source, uri, fingerprint)
     assert lake.table_version(uri) == 0 and pl.read_delta(uri).height == 500

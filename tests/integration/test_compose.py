@@ -171,8 +171,8 @@ def setting_names() -> list[tuple[str, ...]]:
     """For each pipeline setting, the environment variables that set it."""
     from pydantic import AliasChoices, BaseModel
 
-    from tasks.databricks.settings import DatabricksSettings
-    from tasks.settings import MaintenanceSettings, Settings
+    from logistics_pipeline.tasks.databricks.settings import DatabricksSettings
+    from logistics_pipeline.tasks.settings import MaintenanceSettings, Settings
 
     result = []
     for model in (Settings, DatabricksSettings, MaintenanceSettings):
@@ -206,8 +206,8 @@ def test_env_example_holds_no_secrets():
 
 def test_env_example_values_are_valid_settings(monkeypatch):
     """Loaded into the environment as it is, .env.example gives valid pipeline settings."""
-    from tasks.databricks.settings import load_databricks_settings
-    from tasks.settings import load_settings
+    from logistics_pipeline.tasks.databricks.settings import load_databricks_settings
+    from logistics_pipeline.tasks.settings import load_settings
 
     for name, value in example_names().items():
         if value is not None:

@@ -16,7 +16,7 @@ import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from deltalake import write_deltalake
 
-from tasks.core.stream import STREAM_ORDERS_SCHEMA
+from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
 

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from deltalake import DeltaTable
 
-from tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from tests.cli_runner import run_cli
 from tests.lake_snapshot import versions
 from tests.oracle import GOLD_QUERIES, current_products, expected_gold
@@ -26,7 +26,7 @@ SILVER_NAMES = [table.name for table in SILVER_TABLES]
 
 
 def run(export: Path, lake: Path, **options) -> dict:
-    from flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
 
     return logistics_pipeline(source_dir=str(export), lake=str(lake), **options)
 

@@ -25,12 +25,12 @@ import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
 from polars.testing import assert_frame_equal
 
-from tasks.core.contract import STREAM_ORDERS
-from tasks.core.silver import SILVER_TABLES
-from tasks.core.stream import STREAM_ORDERS_SCHEMA
-from tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.core.contract import STREAM_ORDERS
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
+from logistics_pipeline.tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
 from tests.local_layers import build_local_layers
 
 pytestmark = pytest.mark.spark
@@ -155,7 +155,7 @@ def assert_same_gold(spark, lake: Lake) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def golds(spark, tmp_path_factory):
     """(work dir, lake, statuses per target) after the first build on both targets."""
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     work = tmp_path_factory.mktemp("gold-on-spark")
     generate_datasets(work / "sources", scale=0.05, seed=3)

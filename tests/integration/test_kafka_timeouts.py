@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from tasks.errors import PipelineError
-from tasks.kafka.client import check_reachable
-from tasks.kafka.connection import KafkaConnection
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.kafka.client import check_reachable
+from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 from tests.unit.test_kafka_block import API_KEY, SECRET, closed_port, cloud_connection
 
 
@@ -29,7 +29,7 @@ def test_unreachable_broker_fails_in_bounded_time_naming_it(caplog):
 
 def test_producer_reports_undelivered_messages_in_bounded_time():
     """Nobody listens: every message times out, and the sink says so instead of waiting forever."""
-    from flows.produce import KafkaSink
+    from logistics_pipeline.flows.produce import KafkaSink
 
     connection = KafkaConnection(bootstrap_servers=f"127.0.0.1:{closed_port()}", extra={"message.timeout.ms": "1000"})
     sink = KafkaSink(connection, "orders")

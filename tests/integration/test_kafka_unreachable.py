@@ -31,7 +31,7 @@ def test_unreachable_broker_fails_fast_naming_the_servers(tmp_path, command):
     env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *command, "--bootstrap-servers", bootstrap, "--lake", str(tmp_path / "lake")],
+        [sys.executable, "-m", "logistics_pipeline.flows.cli", *command, "--bootstrap-servers", bootstrap, "--lake", str(tmp_path / "lake")],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     elapsed = time.monotonic() - started

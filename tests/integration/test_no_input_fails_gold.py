@@ -20,17 +20,17 @@ from dbt.cli.main import dbtRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
-from tasks.core.csv_source import fingerprint_csv
-from tasks.core.quality import RULE_COLUMN
-from tasks.core.runner import run_silver_table, run_stream_orders
-from tasks.core.silver import SILVER_TABLES
-from tasks.gold.dbt import release_duckdb_file
-from tasks.local.bronze import ingest_csv
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
-from tasks.local.stream import Batch, _frame, landing_app_id, write_batch
-from tasks.settings import DBT_PROJECT_DIR
+from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, SOURCES, STREAM_ORDERS
+from logistics_pipeline.tasks.core.csv_source import fingerprint_csv
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN
+from logistics_pipeline.tasks.core.runner import run_silver_table, run_stream_orders
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.gold.dbt import release_duckdb_file
+from logistics_pipeline.tasks.local.bronze import ingest_csv
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.local.stream import Batch, _frame, landing_app_id, write_batch
+from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR
 
 GOLD_PROPERTY = settings(
     max_examples=12,

@@ -6,7 +6,7 @@ from datetime import date
 
 import polars as pl
 
-from tasks.local.order_catalog import reference_data
+from logistics_pipeline.tasks.local.order_catalog import reference_data
 
 
 def test_reference_data_reads_current_products_from_silver(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from tests.lake_snapshot import gold_frame, snapshot, versions
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 @pytest.fixture(scope="module")
 def pipeline_run(generated_sources, tmp_path_factory, prefect_server):
-    from flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
 
     lake = tmp_path_factory.mktemp("lake")
     summary = logistics_pipeline(source_dir=str(generated_sources), lake=str(lake))
@@ -74,7 +74,7 @@ def test_gold_contract(pipeline_run):
 
 
 def test_second_run_changes_nothing(pipeline_run, generated_sources):
-    from flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
 
     lake, _ = pipeline_run
     before_versions, before = versions(lake), snapshot(lake)
@@ -88,7 +88,7 @@ def test_gold_rebuilds_only_when_it_or_its_inputs_changed(pipeline_run):
     gold database, or a write to it after the build, is rebuilt with the same content."""
     import duckdb
 
-    from flows.gold import dbt_gold
+    from logistics_pipeline.flows.gold import dbt_gold
 
     lake, summary = pipeline_run
     gold = lake / "gold.duckdb"
@@ -107,8 +107,8 @@ def test_gold_rebuilds_only_when_it_or_its_inputs_changed(pipeline_run):
 def test_the_project_digest_follows_every_model_and_test_file(tmp_path):
     import shutil
 
-    from tasks.gold.state import project_digest
-    from tasks.settings import DBT_PROJECT_DIR
+    from logistics_pipeline.tasks.gold.state import project_digest
+    from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR
 
     project = tmp_path / "dbt_gold"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))

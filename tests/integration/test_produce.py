@@ -15,10 +15,10 @@ from confluent_kafka.admin import AdminClient
 from prefect.exceptions import ParameterTypeError
 from pydantic import SecretStr
 
-from flows.produce import produce_messages
-from tasks.errors import PipelineError
-from tasks.kafka.client import KafkaClientConfig, client_extras
-from tasks.kafka.connection import KafkaConnection
+from logistics_pipeline.flows.produce import produce_messages
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.kafka.client import KafkaClientConfig, client_extras
+from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 @pytest.fixture(scope="module")
 def reference_lake(reference_sources, tmp_path_factory, prefect_server) -> Path:
-    from flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
 
     lake = tmp_path_factory.mktemp("reference-lake")
     logistics_pipeline(source_dir=str(reference_sources), lake=str(lake))

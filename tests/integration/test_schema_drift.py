@@ -14,15 +14,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks.core.contract import SOURCES_BY_TABLE
-from tasks.core.csv_source import SourceFileError, fingerprint_csv
-from tasks.core.drift import DriftFinding, SchemaDriftError, drift_markdown
-from tasks.core.runner import run_silver_table
-from tasks.core.silver import SILVER_BY_NAME
-from tasks.local import lake as lake_io
-from tasks.local.bronze import ingest_csv, new_bronze_columns
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.core.contract import SOURCES_BY_TABLE
+from logistics_pipeline.tasks.core.csv_source import SourceFileError, fingerprint_csv
+from logistics_pipeline.tasks.core.drift import DriftFinding, SchemaDriftError, drift_markdown
+from logistics_pipeline.tasks.core.runner import run_silver_table
+from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
+from logistics_pipeline.tasks.local import lake as lake_io
+from logistics_pipeline.tasks.local.bronze import ingest_csv, new_bronze_columns
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
 
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -151,9 +151,9 @@ def test_below_the_threshold_bad_values_are_left_to_the_rules(sources, tmp_path)
 
 
 def test_a_big_table_is_screened_on_a_sample_and_the_error_counts_in_full(sources, tmp_path, monkeypatch):
-    import tasks.core.drift
+    from logistics_pipeline.tasks.core import drift
 
-    monkeypatch.setattr(tasks.core.drift, "SAMPLE_ROWS", 500)
+    monkeypatch.setattr(drift, "SAMPLE_ROWS", 500)
     table = "crm_sales_details"
     rewrite(SOURCES_BY_TABLE[table].path(sources), _replace("sls_quantity", lambda v: f"{v}.0"))
     with pytest.raises(SchemaDriftError, match=rf"column sls_quantity: 100% of {_values(sources, table, 'sls_quantity'):,} values are not integers \(e\.g\. '1\.0'\)"):

@@ -18,17 +18,17 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from tasks.core.contract import SOURCES, STREAM_ORDERS
-from tasks.core.csv_source import SourceFileError, fingerprint_csv
-from tasks.core.quality import TableCounts
-from tasks.core.runner import run_silver_table
-from tasks.core.silver import SILVER_TABLES
-from tasks.errors import PipelineError
-from tasks.local.bronze import ingest_csv
-from tasks.local.lake import Lake
-from tasks.local.store import DeltaStore
-from tasks.spark.job import main
-from tasks.spark.tables import table_name
+from logistics_pipeline.tasks.core.contract import SOURCES, STREAM_ORDERS
+from logistics_pipeline.tasks.core.csv_source import SourceFileError, fingerprint_csv
+from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.runner import run_silver_table
+from logistics_pipeline.tasks.core.silver import SILVER_TABLES
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.local.bronze import ingest_csv
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.spark.job import main
+from logistics_pipeline.tasks.spark.tables import table_name
 from tests.fixtures.spark import assert_same
 
 pytestmark = pytest.mark.spark
@@ -77,7 +77,7 @@ def versions(root: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def generated_small(tmp_path_factory) -> Path:
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     out = tmp_path_factory.mktemp("spark-sources")
     generate_datasets(out, scale=0.05, seed=3)

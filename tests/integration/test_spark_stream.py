@@ -21,20 +21,20 @@ import pytest
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
-from tasks.core.contract import KAFKA_ORDERS
-from tasks.core.orders import generate_orders
-from tasks.core.quality import TableCounts
-from tasks.core.runner import run_stream_orders
-from tasks.errors import PipelineError
-from tasks.kafka.client import KafkaClientConfig, client_extras, ensure_topic
-from tasks.local.lake import Lake
-from tasks.local.order_catalog import reference_data
-from tasks.local.store import DeltaStore
-from tasks.local.stream import KafkaReader, write_batch
-from tasks.spark.job import main
-from tasks.spark.store import SparkStore
-from tasks.spark.stream import KafkaSource, run_stream
-from tasks.spark.tables import Lakehouse
+from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS
+from logistics_pipeline.tasks.core.orders import generate_orders
+from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.runner import run_stream_orders
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.kafka.client import KafkaClientConfig, client_extras, ensure_topic
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.order_catalog import reference_data
+from logistics_pipeline.tasks.local.store import DeltaStore
+from logistics_pipeline.tasks.local.stream import KafkaReader, write_batch
+from logistics_pipeline.tasks.spark.job import main
+from logistics_pipeline.tasks.spark.store import SparkStore
+from logistics_pipeline.tasks.spark.stream import KafkaSource, run_stream
+from logistics_pipeline.tasks.spark.tables import Lakehouse
 from tests.fixtures.spark import assert_same
 from tests.local_layers import build_local_layers
 

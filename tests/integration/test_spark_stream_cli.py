@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import PipelineError
-from tasks.spark.job import cli, main
-from tasks.spark.stream import KafkaSource, jaas_config, run_stream
-from tasks.spark.tables import Lakehouse
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.spark.job import cli, main
+from logistics_pipeline.tasks.spark.stream import KafkaSource, jaas_config, run_stream
+from logistics_pipeline.tasks.spark.tables import Lakehouse
 
 pytestmark = pytest.mark.spark
 
@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = 'pa"ss\\word-S3CRET'
 USERNAME = "APIKEY-S3CRET"
 # What the console script setuptools writes does: sys.exit(<entry point>()).
-CONSOLE_SCRIPT = "import sys; from tasks.spark.job import cli; sys.exit(cli())"
+CONSOLE_SCRIPT = "import sys; from logistics_pipeline.tasks.spark.job import cli; sys.exit(cli())"
 
 
 def test_the_console_script_is_cli():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["logistics-spark"] == "tasks.spark.job:cli"
+    assert scripts["logistics-spark"] == "logistics_pipeline.tasks.spark.job:cli"
 
 
 def test_a_failure_exits_1_with_one_line_and_no_traceback(tmp_path):
@@ -58,7 +58,7 @@ def test_success_exits_0_and_prints_the_summary(spark, kafka_bootstrap, tmp_path
 
 
 def test_an_unreachable_broker_is_one_line(spark, tmp_path, monkeypatch):
-    monkeypatch.setattr("tasks.spark.stream.METADATA_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("logistics_pipeline.tasks.spark.stream.METADATA_TIMEOUT_S", 1.0)
     source = KafkaSource("127.0.0.1:1", "orders", "SASL_SSL", "PLAIN", USERNAME, PASSWORD)
     with pytest.raises(PipelineError, match=r"could not read topic 'orders' from Kafka at 127\.0\.0\.1:1") as raised:
         run_stream(spark, Lakehouse(lake=str(tmp_path)), source, str(tmp_path / "cp"))

@@ -50,7 +50,7 @@ def run_bronze_layer(**parameters) -> list[dict]:
     """Run the flow against the fake Jobs API; returns the runs/submit bodies in order."""
     from prefect.settings import PREFECT_API_URL
 
-    from flows.bronze import bronze_layer
+    from logistics_pipeline.flows.bronze import bronze_layer
 
     runs = {}
 

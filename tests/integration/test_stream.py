@@ -54,8 +54,8 @@ def assert_exactly_once(lake: Path, expected_messages: int) -> None:
 
 @pytest.mark.kafka
 def test_produce_then_run_lands_every_order_once(tmp_path, transport, generated_sources):
-    from flows.pipeline import logistics_pipeline
-    from flows.produce import produce_messages
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.produce import produce_messages
 
     lake = tmp_path / "lake"
     logistics_pipeline(source_dir=str(generated_sources), lake=str(lake))  # silver customers and products exist
@@ -93,7 +93,7 @@ def test_sigkill_during_ingestion_loses_and_duplicates_nothing(tmp_path, transpo
     """Kill the bronze CLI at random moments (10 trials), rerun: every message is in bronze once."""
     from prefect.settings import PREFECT_API_URL
 
-    from flows.produce import produce_messages
+    from logistics_pipeline.flows.produce import produce_messages
 
     lake = tmp_path / "lake"
     env = os.environ | {
@@ -109,13 +109,13 @@ def test_sigkill_during_ingestion_loses_and_duplicates_nothing(tmp_path, transpo
     for trial in range(10):
         produced = produce_messages(count=6000, seed=100 + trial, lake=str(lake), bootstrap_servers=transport["bootstrap_servers"])
         total += produced["delivered"]
-        process = subprocess.Popen([sys.executable, "-m", "flows.cli", "bronze"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen([sys.executable, "-m", "logistics_pipeline.flows.cli", "bronze"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(2.0, 9.0))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         if process.returncode == 0:
             continue  # finished before the kill; the next trial kills another run
-        rerun = subprocess.run([sys.executable, "-m", "flows.cli", "bronze"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        rerun = subprocess.run([sys.executable, "-m", "logistics_pipeline.flows.cli", "bronze"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         assert_exactly_once(lake, total)
     assert_exactly_once(lake, total)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from tasks.local import lake
+from logistics_pipeline.tasks.local import lake
 
 ROWS = pl.DataFrame({"a": list(range(10))})
 

@@ -49,7 +49,7 @@ def cli_env(lake: Path | str | None = None, source_dir: Path | str | None = None
 
 @dataclass
 class CliProcess:
-    """A running ``python -m flows.cli ...`` whose merged stdout/stderr is read line by line."""
+    """A running ``python -m logistics_pipeline.flows.cli ...`` whose merged stdout/stderr is read line by line."""
 
     args: list[str]
     process: subprocess.Popen
@@ -60,7 +60,7 @@ class CliProcess:
     def start(cls, args: Iterable[str], env: dict[str, str], preexec_fn=None) -> "CliProcess":
         args = [str(a) for a in args]
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *args],
+            [sys.executable, "-m", "logistics_pipeline.flows.cli", *args],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, errors="replace", preexec_fn=preexec_fn,
         )
@@ -121,7 +121,7 @@ class CliProcess:
 
 def run_cli(args: Iterable[str], env: dict[str, str], timeout: float = 600.0) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *[str(a) for a in args]],
+        [sys.executable, "-m", "logistics_pipeline.flows.cli", *[str(a) for a in args]],
         cwd=ROOT, env=env, capture_output=True, text=True, errors="replace", timeout=timeout,
     )
 

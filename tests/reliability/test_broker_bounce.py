@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tasks.core.orders import ORDER_PREFIX
+from logistics_pipeline.tasks.core.orders import ORDER_PREFIX
 from tests.reliability import CliProcess, cli_env, run_cli
 
 pytestmark = [pytest.mark.kafka, pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -89,7 +89,7 @@ def test_broker_restarts_during_produce_and_during_ingest(bounceable, tmp_path, 
     topic = f"bounce-{'kill' if kill else 'term'}-{int(time.time())}"
     seed = 500 + int(kill)
     lake, sources = tmp_path / "lake", tmp_path / "sources"
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     generate_datasets(sources, scale=0.02, seed=2)
     env = cli_env(lake, sources, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, LOGISTICS_KAFKA_TOPIC=topic, LOGISTICS_STREAM_BATCH_MESSAGES=str(INGEST_BATCH))
@@ -123,7 +123,7 @@ def test_broker_restarts_during_produce_and_during_ingest(bounceable, tmp_path, 
     print(outcomes)
 
     # a run after the bounce adds nothing; then compare with the topic itself
-    from flows.bronze import bronze_layer
+    from logistics_pipeline.flows.bronze import bronze_layer
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOGISTICS_KAFKA_TOPIC", topic)

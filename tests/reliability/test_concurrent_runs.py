@@ -24,7 +24,7 @@ from tests.reliability import ROOT, VOLATILE, CliProcess, cli_env, diff_summary,
 
 
 def test_lock_is_reentrant_in_one_thread_and_exclusive_across_threads(tmp_path):
-    from tasks.orchestration.lock import (
+    from logistics_pipeline.tasks.orchestration.lock import (
         LakeLockTimeout,
         holds_lake_lock,
         lake_lock,
@@ -61,12 +61,12 @@ def test_lock_is_reentrant_in_one_thread_and_exclusive_across_threads(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     """The kernel drops a flock when its process dies, SIGKILL included."""
-    from tasks.orchestration.lock import lake_lock, read_holder
+    from logistics_pipeline.tasks.orchestration.lock import lake_lock, read_holder
 
     lake = tmp_path / "lake"
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from tasks.orchestration.lock import lake_lock\n"
+        "from logistics_pipeline.tasks.orchestration.lock import lake_lock\n"
         "with lake_lock(sys.argv[2], timeout_s=0):\n"
         "    print('held', flush=True); time.sleep(600)\n"
     )
@@ -85,7 +85,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 def test_object_store_lakes_are_not_locked():
-    from tasks.orchestration.lock import lake_lock
+    from logistics_pipeline.tasks.orchestration.lock import lake_lock
 
     with lake_lock("s3://bucket/lake", timeout_s=0) as holder:
         assert holder is None
@@ -99,7 +99,7 @@ def test_without_the_lock_two_stream_writers_duplicate_a_batch(tmp_path, monkeyp
     conflict, so both commit the same lines. This is what the lake lock prevents."""
     from deltalake import write_deltalake
 
-    import tasks.local.stream as stream_bronze
+    import logistics_pipeline.tasks.local.stream as stream_bronze
 
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -138,8 +138,8 @@ def test_without_the_lock_two_stream_writers_duplicate_a_batch(tmp_path, monkeyp
 @pytest.fixture(scope="module")
 def small_lake(tmp_path_factory, prefect_server) -> tuple[Path, Path]:
     """Generated sources and a lake with one landing file of orders, nothing ingested yet."""
-    from datasets.generate import generate_datasets
-    from flows.produce import produce_messages
+    from logistics_pipeline.datasets.generate import generate_datasets
+    from logistics_pipeline.flows.produce import produce_messages
 
     root = tmp_path_factory.mktemp("concurrent")
     sources = root / "sources"
@@ -154,7 +154,7 @@ def small_lake(tmp_path_factory, prefect_server) -> tuple[Path, Path]:
 def test_two_runs_started_at_once_equal_a_single_run(small_lake, tmp_path, monkeypatch):
     import shutil
 
-    from flows.pipeline import logistics_pipeline
+    from logistics_pipeline.flows.pipeline import logistics_pipeline
 
     sources, template = small_lake
     lake, single = tmp_path / "lake", tmp_path / "single"
@@ -182,7 +182,7 @@ def test_two_runs_started_at_once_equal_a_single_run(small_lake, tmp_path, monke
 
 @pytest.mark.usefixtures("prefect_server")
 def test_a_run_that_cannot_get_the_lock_fails_with_one_line(small_lake, tmp_path):
-    from tasks.orchestration.lock import lake_lock
+    from logistics_pipeline.tasks.orchestration.lock import lake_lock
 
     sources, _ = small_lake
     lake = tmp_path / "lake"

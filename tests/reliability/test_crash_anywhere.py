@@ -8,7 +8,7 @@ valid when a stage is restored there):
     s1  + bronze (6 CSVs, stream in batches)       s3b  + landing file B, + bronze
     s2  + silver and quarantine                    s4   + silver          s5  + gold (incremental)
 
-A trial restores the stage before a layer, starts ``python -m flows.cli <layer>`` against the
+A trial restores the stage before a layer, starts ``python -m logistics_pipeline.flows.cli <layer>`` against the
 session's Prefect server, waits for a log line that says the layer has begun, sleeps a random
 0..N ms, SIGKILLs it, runs the layer again to completion and compares every bronze, silver,
 quarantine and gold table, row by row, with the clean stage after the layer. Only the load
@@ -65,11 +65,11 @@ class Story:
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory, prefect_server) -> Story:
-    from datasets.generate import generate_datasets
-    from flows.bronze import bronze_layer
-    from flows.gold import dbt_gold
-    from flows.produce import produce_messages
-    from flows.silver import silver_layer
+    from logistics_pipeline.datasets.generate import generate_datasets
+    from logistics_pipeline.flows.bronze import bronze_layer
+    from logistics_pipeline.flows.gold import dbt_gold
+    from logistics_pipeline.flows.produce import produce_messages
+    from logistics_pipeline.flows.silver import silver_layer
 
     print(f"\nRELIABILITY_SEED={SEED}")
     root = tmp_path_factory.mktemp("crash")
@@ -125,9 +125,9 @@ TRIALS = [
 
 def rerun(story: Story, command: str) -> None:
     """Run the layer again to completion, in-process (the same flow the CLI runs)."""
-    from flows.bronze import bronze_layer
-    from flows.gold import dbt_gold
-    from flows.silver import silver_layer
+    from logistics_pipeline.flows.bronze import bronze_layer
+    from logistics_pipeline.flows.gold import dbt_gold
+    from logistics_pipeline.flows.silver import silver_layer
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LOGISTICS_STREAM_BATCH_MESSAGES", str(BATCH))
@@ -191,8 +191,8 @@ def test_sigkill_of_the_whole_pipeline_then_cli_rerun(story):
 @pytest.mark.parametrize("number", range(2))
 def test_sigkill_during_kafka_ingest_then_rerun_equals_clean_ingest(story, kafka_bootstrap, tmp_path_factory, number):
     """The same on the Kafka transport: the bronze tables equal a clean ingest of the same topic."""
-    from flows.bronze import bronze_layer
-    from flows.produce import produce_messages
+    from logistics_pipeline.flows.bronze import bronze_layer
+    from logistics_pipeline.flows.produce import produce_messages
 
     topic = f"crash-{SEED}-{number}-{random.randrange(10**6)}"
     produced = produce_messages(count=ORDERS_A, seed=31 + number, bad_fraction=0.05, topic=topic, partitions=3, bootstrap_servers=kafka_bootstrap, lake=str(story.lake))

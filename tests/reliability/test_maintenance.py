@@ -11,9 +11,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from tasks.local import lake as lake_io
-from tasks.local.maintenance import MaintenanceSettings, TableRef, maintain_table
-from tasks.local.stream import landing_app_id, landing_batches, write_batch
+from logistics_pipeline.tasks.local import lake as lake_io
+from logistics_pipeline.tasks.local.maintenance import MaintenanceSettings, TableRef, maintain_table
+from logistics_pipeline.tasks.local.stream import landing_app_id, landing_batches, write_batch
 from tests.lake_snapshot import snapshot
 
 LINES = 2000
@@ -50,7 +50,7 @@ def test_maintenance_compacts_200_micro_batches_and_keeps_the_content(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.maintenance import lake_maintenance
+    from logistics_pipeline.flows.maintenance import lake_maintenance
 
     lake = tmp_path / "lake"
     table, landing = stream_table(lake, batch=LINES // 200)
@@ -169,9 +169,9 @@ def test_an_overwrite_racing_a_compaction(tmp_path):
 
 def test_maintenance_commits_keep_what_the_table_was_built_from(tmp_path):
     """A rerun after maintenance still sees the table as up to date (no rebuild for nothing)."""
-    from tasks.core.runner import recorded_counts
-    from tasks.local.lake import Lake
-    from tasks.local.store import DeltaStore
+    from logistics_pipeline.tasks.core.runner import recorded_counts
+    from logistics_pipeline.tasks.local.lake import Lake
+    from logistics_pipeline.tasks.local.store import DeltaStore
 
     uri = str(tmp_path / "silver" / "t")
     lake_io.overwrite(uri, pl.DataFrame({"k": [1]}), input_fingerprint="bronze@v1")
@@ -185,8 +185,8 @@ def test_maintenance_commits_keep_what_the_table_was_built_from(tmp_path):
 
 @pytest.mark.usefixtures("prefect_server")
 def test_overwritten_tables_are_skipped_while_a_run_holds_the_lake_lock(tmp_path):
-    from flows.maintenance import lake_maintenance
-    from tasks.orchestration.lock import lake_lock
+    from logistics_pipeline.flows.maintenance import lake_maintenance
+    from logistics_pipeline.tasks.orchestration.lock import lake_lock
 
     lake = tmp_path / "lake"
     stream_table(lake, batch=200)

@@ -20,7 +20,7 @@ UNREACHABLE = "127.0.0.1:1"
 
 
 def test_the_producer_queue_is_bounded():
-    from tasks.kafka.connection import KafkaConnection
+    from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
     config = KafkaConnection(bootstrap_servers=UNREACHABLE).producer_config()
     assert 0 < config["queue.buffering.max.messages"] <= 1_000_000
@@ -32,8 +32,8 @@ def test_the_producer_queue_is_bounded():
 def test_a_full_producer_queue_pushes_back_instead_of_growing():
     """With a 10-message queue and no broker, `send` waits on the queue (BufferError -> poll),
     then stops at the first failed delivery; it neither raises nor queues more than 10."""
-    from flows.produce import KafkaSink
-    from tasks.kafka.connection import KafkaConnection
+    from logistics_pipeline.flows.produce import KafkaSink
+    from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
     connection = KafkaConnection(
         bootstrap_servers=UNREACHABLE,
@@ -52,8 +52,8 @@ def test_a_full_producer_queue_pushes_back_instead_of_growing():
 
 
 def test_landing_batches_are_bounded_by_the_batch_setting(tmp_path, monkeypatch):
-    from tasks.local.stream import landing_batches
-    from tasks.settings import load_settings
+    from logistics_pipeline.tasks.local.stream import landing_batches
+    from logistics_pipeline.tasks.settings import load_settings
 
     monkeypatch.setenv("LOGISTICS_STREAM_BATCH_MESSAGES", "64")
     limit = load_settings().stream_batch_messages
@@ -71,7 +71,7 @@ def test_landing_batches_are_bounded_by_the_batch_setting(tmp_path, monkeypatch)
 def test_landing_lines_are_read_lazily_with_the_offsets_of_a_whole_file_read(data):
     """Offsets recorded by earlier runs (which split the whole file with bytes.splitlines) keep
     pointing at the same lines."""
-    from tasks.local.stream import landing_lines
+    from logistics_pipeline.tasks.local.stream import landing_lines
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "orders-1.jsonl"
@@ -80,7 +80,7 @@ def test_landing_lines_are_read_lazily_with_the_offsets_of_a_whole_file_read(dat
 
 
 def test_landing_batches_resume_at_the_recorded_line(tmp_path):
-    from tasks.local.stream import landing_batches, write_batch
+    from logistics_pipeline.tasks.local.stream import landing_batches, write_batch
 
     landing, table = tmp_path / "landing", str(tmp_path / "t")
     landing.mkdir()
@@ -96,9 +96,9 @@ def test_landing_batches_resume_at_the_recorded_line(tmp_path):
 def test_kafka_batches_are_bounded_by_the_batch_setting(kafka_bootstrap, kafka_topic, tmp_path):
     from confluent_kafka import Producer
 
-    from tasks.kafka.client import ensure_topic
-    from tasks.kafka.connection import KafkaConnection
-    from tasks.local.stream import KafkaReader
+    from logistics_pipeline.tasks.kafka.client import ensure_topic
+    from logistics_pipeline.tasks.kafka.connection import KafkaConnection
+    from logistics_pipeline.tasks.local.stream import KafkaReader
 
     connection = KafkaConnection(bootstrap_servers=kafka_bootstrap)
     ensure_topic(connection.client(), kafka_topic, partitions=3)
@@ -125,7 +125,7 @@ PEAK = (
 
 def peak_rss_mb(args: list[str], env: dict[str, str]) -> float:
     """Peak resident memory of one CLI run, measured by a parent that has no other child."""
-    out = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "-m", "logistics_pipeline.flows.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     kilobytes, code, stderr = out.stdout.split(" ", 2)
     assert code == "0", stderr
     return int(kilobytes) / 1024
@@ -142,7 +142,7 @@ def test_bronze_memory_does_not_grow_with_the_source(tmp_path):
     streamed into one Delta commit) a few chunks in flight and one output file. The bound, 1.5x
     the growth of the largest file, leaves room for allocator noise (the chunked ingest grew by
     0.9x, 486 -> 550 MB; the whole-file read by 5.2x, 503 -> 878 MB)."""
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     peaks, largest = {}, {}
     for scale in (10, 30):

@@ -48,7 +48,7 @@ def outputs(tmp_path_factory, request):
     """Run every command at once (most of them wait on a broker or API that never answers)."""
     from prefect_databricks import DatabricksCredentials
 
-    from tasks.kafka.connection import KafkaConnection
+    from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
     try:
         broker = request.getfixturevalue("kafka_bootstrap")  # a PLAINTEXT broker: SASL fails against it
@@ -57,7 +57,7 @@ def outputs(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("secrets")
     started = datetime.now(timezone.utc) - timedelta(seconds=5)
     sources = root / "sources"
-    from datasets.generate import generate_datasets
+    from logistics_pipeline.datasets.generate import generate_datasets
 
     generate_datasets(sources, scale=0.02, seed=9)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import deltalake
 import pytest
 
-from tasks.local import lake
+from logistics_pipeline.tasks.local import lake
 
 
 def _no_delta_writes(*_args, **_kwargs):

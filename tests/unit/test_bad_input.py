@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tasks.core.contract import (
+from logistics_pipeline.tasks.core.contract import (
     BRONZE_ERROR,
     KAFKA_ORDERS,
     SOURCES_BY_TABLE,
     STREAM_ORDERS,
 )
-from tasks.core.csv_source import (
+from logistics_pipeline.tasks.core.csv_source import (
     MAX_FIELD_CHARS,
     SourceFileError,
     _read_fast,
@@ -35,12 +35,12 @@ from tasks.core.csv_source import (
     read_csv_as_text,
     read_rows_robust,
 )
-from tasks.core.drift import SchemaDriftError
-from tasks.core.quality import RULE_COLUMN, TableCounts
-from tasks.core.runner import recorded_counts, run_silver_table, run_stream_orders
-from tasks.core.silver import SILVER_BY_NAME
-from tasks.core.stream import decode_text
-from tasks.local.stream import OFFSET_KEY, _frame, landing_app_id
+from logistics_pipeline.tasks.core.drift import SchemaDriftError
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN, TableCounts
+from logistics_pipeline.tasks.core.runner import recorded_counts, run_silver_table, run_stream_orders
+from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
+from logistics_pipeline.tasks.core.stream import decode_text
+from logistics_pipeline.tasks.local.stream import OFFSET_KEY, _frame, landing_app_id
 from tests.memory_store import MemoryStore
 
 NASTY = Path(__file__).resolve().parents[1] / "fixtures" / "nasty"
@@ -546,7 +546,7 @@ def test_kafka_batches_are_decoded_column_wise_as_message_by_message(messages):
     timestamp as none): the same rows as decoding each message on its own."""
     from datetime import datetime, timezone
 
-    from tasks.local.stream import _kafka_frame, kafka_app_id
+    from logistics_pipeline.tasks.local.stream import _kafka_frame, kafka_app_id
 
     values, keys, stamps = (list(column) for column in zip(*messages)) if messages else ([], [], [])
     partitions, offsets = [i % 3 for i in range(len(messages))], list(range(len(messages)))

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import tasks.core.csv_source
-from tasks.core.contract import BRONZE_ERROR, SOURCES_BY_TABLE
-from tasks.core.csv_source import (
+from logistics_pipeline.tasks.core import csv_source
+from logistics_pipeline.tasks.core.contract import BRONZE_ERROR, SOURCES_BY_TABLE
+from logistics_pipeline.tasks.core.csv_source import (
     MAX_RECORD_LINES,
     SourceFileError,
     fingerprint_csv,
@@ -39,12 +39,12 @@ CHUNK_SIZES = (1, 40, 300)
 
 @contextmanager
 def chunk_size(chunk_bytes: int) -> Iterator[None]:
-    old = tasks.core.csv_source.READ_CHUNK_BYTES
-    tasks.core.csv_source.READ_CHUNK_BYTES = chunk_bytes
+    old = csv_source.READ_CHUNK_BYTES
+    csv_source.READ_CHUNK_BYTES = chunk_bytes
     try:
         yield
     finally:
-        tasks.core.csv_source.READ_CHUNK_BYTES = old
+        csv_source.READ_CHUNK_BYTES = old
 
 
 def read(path: Path, table: str, chunk_bytes: int) -> pl.DataFrame:
@@ -200,7 +200,7 @@ def test_well_formed_chunks_take_the_polars_path(tmp_path, monkeypatch):
     def robust_path(*_):
         raise AssertionError("the robust path is for chunks polars cannot read faithfully")
 
-    monkeypatch.setattr(tasks.core.csv_source, "read_rows_robust", robust_path)
+    monkeypatch.setattr(csv_source, "read_rows_robust", robust_path)
     path = write(tmp_path, b'\xef\xbb\xbfID,CAT,SUBCAT,MAINTENANCE\r\n' + b'AC,"Racks, Bike",,""\r\nAS,"two\r\nlines",x,y\r\n' * 50)
     assert len(chunks(path, CATEGORIES, 100)) > 10
     rows = read(path, CATEGORIES, 100)

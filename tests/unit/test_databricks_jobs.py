@@ -14,8 +14,8 @@ import httpx
 import pytest
 import respx
 
-from tasks.databricks import jobs as databricks
-from tasks.databricks.jobs import (
+from logistics_pipeline.tasks.databricks import jobs as databricks
+from logistics_pipeline.tasks.databricks.jobs import (
     MISSING_CREDENTIALS,
     build_run_now_payload,
     build_submit_payload,
@@ -24,8 +24,8 @@ from tasks.databricks.jobs import (
     run_layer_on_databricks,
     stream_settings,
 )
-from tasks.databricks.settings import DatabricksSettings
-from tasks.errors import PipelineError
+from logistics_pipeline.tasks.databricks.settings import DatabricksSettings
+from logistics_pipeline.tasks.errors import PipelineError
 
 HOST = "dbc-1234abcd-5678.cloud.databricks.com"
 API = f"https://{HOST}/api/2.1/jobs"
@@ -436,7 +436,7 @@ KAFKA_USERNAME = "KAFKAAPIKEY123"
 def sasl_connection():
     from pydantic import SecretStr
 
-    from tasks.kafka.connection import KafkaConnection
+    from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 
     return KafkaConnection(
         bootstrap_servers=KAFKA, security_protocol="SASL_SSL", sasl_mechanism="PLAIN",

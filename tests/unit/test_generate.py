@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from datasets.generate import FILES, generate_datasets, main
+from logistics_pipeline.datasets.generate import FILES, generate_datasets, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "datasets"

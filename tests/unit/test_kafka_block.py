@@ -9,13 +9,13 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
-from tasks.kafka.client import client_extras
-from tasks.kafka.connection import (
+from logistics_pipeline.tasks.kafka.client import client_extras
+from logistics_pipeline.tasks.kafka.connection import (
     KafkaConnection,
     kafka_connection_from_settings,
     load_kafka_connection,
 )
-from tasks.settings import Settings
+from logistics_pipeline.tasks.settings import Settings
 
 SECRET = "cflt-secret-Zq9xV2"
 API_KEY = "ABCDEFGH12345678"

@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.core.orders import BAD_KINDS, bad_count, generate_orders
-from tasks.errors import PipelineError
-from tasks.local.order_catalog import reference_data
-from tasks.settings import DEFAULT_SOURCE_DIR
+from logistics_pipeline.tasks.core.orders import BAD_KINDS, bad_count, generate_orders
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.local.order_catalog import reference_data
+from logistics_pipeline.tasks.settings import DEFAULT_SOURCE_DIR
 
 NOW = datetime(2026, 11, 26, 13, 0, 0, 123456, tzinfo=timezone.utc)
 CUSTOMERS = np.arange(11000, 11100)

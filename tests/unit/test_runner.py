@@ -10,9 +10,9 @@ import narwhals as nw
 import polars as pl
 import pytest
 
-from tasks.core.quality import CountsDoNotReconcile
-from tasks.core.runner import recorded_counts, run_silver_table, run_stream_orders
-from tasks.core.silver import SILVER_BY_NAME
+from logistics_pipeline.tasks.core.quality import CountsDoNotReconcile
+from logistics_pipeline.tasks.core.runner import recorded_counts, run_silver_table, run_stream_orders
+from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
 from tests.memory_store import MemoryStore
 
 CUSTOMERS = SILVER_BY_NAME["crm_cust_info"]

@@ -8,8 +8,8 @@ import narwhals as nw
 import polars as pl
 import pytest
 
-from tasks.core.quality import RULE_COLUMN, CountsDoNotReconcile, TableCounts
-from tasks.core.silver import (
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN, CountsDoNotReconcile, TableCounts
+from logistics_pipeline.tasks.core.silver import (
     SILVER_BY_NAME,
     build,
     erp_customers,

@@ -9,18 +9,18 @@ import threading
 
 import pytest
 
-from tasks.errors import PipelineError
-from tasks.gold import state as gold_state
-from tasks.local.lake import Lake
-from tasks.local.maintenance import check_retention
-from tasks.orchestration.lock import (
+from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.gold import state as gold_state
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.maintenance import check_retention
+from logistics_pipeline.tasks.orchestration.lock import (
     LakeLockTimeout,
     describe,
     holds_lake_lock,
     lake_lock,
     read_holder,
 )
-from tasks.settings import MaintenanceSettings, Settings
+from logistics_pipeline.tasks.settings import MaintenanceSettings, Settings
 
 # --- the lake lock -----------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ def test_maintenance_settings_come_from_the_environment(monkeypatch):
 
 
 def test_maintenance_plans_only_tables_that_exist(tmp_path):
-    from tasks.local.maintenance import lake_tables
+    from logistics_pipeline.tasks.local.maintenance import lake_tables
 
     assert lake_tables(Lake(str(tmp_path))) == []
 
@@ -142,7 +142,7 @@ def test_maintenance_plans_only_tables_that_exist(tmp_path):
 
 
 def test_jaas_config_quotes_credentials_and_names_the_login_module(monkeypatch):
-    from tasks.spark.stream import jaas_config
+    from logistics_pipeline.tasks.spark.stream import jaas_config
 
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
     assert jaas_config("plain", 'us"er', "p\\w") == (
@@ -155,13 +155,13 @@ def test_jaas_config_quotes_credentials_and_names_the_login_module(monkeypatch):
 
 
 def test_starting_offsets_resume_where_the_table_ends_and_start_new_partitions_at_the_earliest():
-    from tasks.spark.stream import starting_offsets
+    from logistics_pipeline.tasks.spark.stream import starting_offsets
 
     assert json.loads(starting_offsets("orders", [0, 1, 2], {0: 17, 2: 5})) == {"orders": {"0": 17, "1": -2, "2": 5}}
 
 
 def test_the_spark_source_never_shows_its_password():
-    from tasks.spark.stream import KafkaSource
+    from logistics_pipeline.tasks.spark.stream import KafkaSource
 
     source = KafkaSource("broker:9092", "orders", "SASL_SSL", "PLAIN", "user", "s3cret")
     assert "s3cret" not in repr(source)

@@ -8,9 +8,9 @@ import json
 import narwhals as nw
 import polars as pl
 
-from tasks.core.quality import RULE_COLUMN, accepted
-from tasks.core.stream import merge_events, parse_messages, validate
-from tasks.local.stream import _frame
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN, accepted
+from logistics_pipeline.tasks.core.stream import merge_events, parse_messages, validate
+from logistics_pipeline.tasks.local.stream import _frame
 
 
 def order(number: str, event_id: str, event_time: str, lines: list[tuple[str, int, float]], customer: int = 11000) -> str:
