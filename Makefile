@@ -7,7 +7,7 @@ LAKE ?= lake
 RUN_INSTALLED := $(VENV)/.installed-run
 TEST_INSTALLED := $(VENV)/.installed-test
 
-.PHONY: run test test-fast test-middle install kafka-up kafka-down wheel deploy worker automations compose-tools bench bench-quick constraints clean
+.PHONY: run test test-fast test-middle install kafka-up kafka-down job-wheel deploy worker automations compose-tools bench bench-quick constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,9 +65,10 @@ compose-tools:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null 2>&1 \
 	  || echo "note: could not install docker-compose (needs root on Debian/Ubuntu); its compose check will be skipped"; }
 
-## The wheel a Databricks job installs (python_wheel_task, entry point logistics-spark): dist/*.whl
-wheel: $(RUN_INSTALLED)
-	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+## The job wheel a Databricks cluster installs (python_wheel_task logistics_pipeline_job, entry point
+## logistics-spark): only the Spark job and what a runtime lacks; prints dist/logistics_pipeline_job-<version>-py3-none-any.whl
+job-wheel: | $(BIN)/python
+	$(BIN)/python deployments/job_wheel.py --out dist
 
 ## Throughput and scaling vs pandas, DuckDB and Kafka's own tools (about 20 min); JSON last line + benchmarks/out/latest.json.
 bench: $(TEST_INSTALLED)
