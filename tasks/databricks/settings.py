@@ -23,7 +23,7 @@ class DatabricksSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOGISTICS_DATABRICKS_", extra="forbid", populate_by_name=True)
 
-    # Credentials: a saved block wins; otherwise a block is built in memory from these.
+    # Credentials (resolved by tasks.databricks.credentials): a saved block wins, else these; a token or OAuth M2M.
     credentials_block: str | None = Field(None, description="Name of a saved prefect_databricks DatabricksCredentials block.")
     host: str | None = Field(None, validation_alias=_env("host"), description="Workspace host; https:// is stripped.")
     token: SecretStr | None = Field(None, validation_alias=_env("token"), description="Personal access token.")
@@ -41,21 +41,30 @@ class DatabricksSettings(BaseSettings):
     silver_job_id: int | None = Field(None, description="Job run for silver when run_mode=job_id.")
     stream_job_id: int | None = Field(None, description="Job run for the stream when run_mode=job_id.")
     task_type: Literal["python_wheel", "spark_python"] = Field("python_wheel", description="How the package's entrypoint is started.")
-    wheel_path: str = Field(
-        "/Volumes/main/logistics/artifacts/logistics_pipeline-0.1.0-py3-none-any.whl",
-        description="The built wheel on a volume or in workspace files.",
+    wheel_path: str | None = Field(
+        None,
+        description=(
+            "The job wheel (`make job-wheel` builds dist/logistics_pipeline_job-<version>-py3-none-any.whl; its "
+            "file name changes with every build) uploaded to a volume or workspace files, e.g. "
+            "/Volumes/main/logistics/artifacts/logistics_pipeline_job-0.1.0+3f9c2ab-py3-none-any.whl. "
+            "Required with run_mode=submit; a job of run_mode=job_id names its own."
+        ),
     )
-    package_name: str = Field("logistics_pipeline", description="python_wheel_task package_name (the distribution).")
+    package_name: str = Field("logistics_pipeline_job", description="python_wheel_task package_name: the job wheel's distribution.")
     entry_point: str = Field("logistics-spark", description="python_wheel_task entry point name.")
     python_file: str | None = Field(None, description="Entrypoint script for task_type=spark_python, on a volume or in workspace files.")
 
     # Where it runs.
     compute: Literal["existing_cluster", "new_cluster", "serverless"] = "serverless"
     existing_cluster_id: str | None = None
-    new_cluster_spark_version: str = Field("15.4.x-scala2.12", description="Databricks Runtime (15.4 LTS has Python 3.11).")
+    new_cluster_spark_version: str = Field(
+        "17.3.x-scala2.13", description="Databricks Runtime: 17.3 LTS (Spark 4.0, Python 3.12), the Spark the tests run."
+    )
     new_cluster_node_type_id: str | None = Field(None, description="Cloud node type, e.g. i3.xlarge (AWS) or Standard_DS3_v2 (Azure).")
     new_cluster_num_workers: int = Field(2, ge=0)
-    serverless_environment_version: str = Field("2", description="Serverless environment version (2 = Python 3.11).")
+    serverless_environment_version: str = Field(
+        "4", description="Serverless environment version: 4 is Python 3.12 with Databricks Connect 17 (Spark 4.0)."
+    )
 
     # What the job reads and writes.
     catalog: str = "main"
@@ -81,8 +90,13 @@ class DatabricksSettings(BaseSettings):
     # Waiting and retrying.
     max_wait_seconds: float = Field(3 * 60 * 60, gt=0, description="Cancel the run after this long.")
     poll_frequency_seconds: float = Field(30, gt=0, description="Seconds between runs/get polls.")
-    api_max_retries: int = Field(5, ge=0, description="Retries of a request answered 429/5xx or lost in transport.")
-    api_backoff_seconds: float = Field(1.0, ge=0, description="First retry delay; doubles each retry (Retry-After wins).")
+    api_retry_timeout_seconds: int = Field(
+        300, gt=0, description="How long databricks-sdk keeps retrying a request answered 429/503 or lost in transport (Retry-After wins)."
+    )
+    run_retries: int = Field(
+        0, ge=0, description="Prefect retries of a layer whose run failed, timed out or was lost; a retry starts a new run, "
+        "or attaches to this flow run's run that is still going or succeeded.",
+    )
 
 
 def load_databricks_settings(**overrides: Any) -> DatabricksSettings:
