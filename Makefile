@@ -51,9 +51,9 @@ kafka-down:
 deploy: $(RUN_INSTALLED)
 	PREFECT=$(BIN)/prefect bash deployments/deploy.sh
 
-## A process worker that runs the deployments from this checkout.
+## A process worker of the pool (what `prefect worker start --pool ...` does, with this venv's prefect).
 worker: $(RUN_INSTALLED)
-	LOGISTICS_PROJECT_DIR=$(CURDIR) $(BIN)/prefect worker start --pool "$${LOGISTICS_WORK_POOL:-logistics-process}" --type process
+	$(BIN)/prefect worker start --pool "$${LOGISTICS_WORK_POOL:-logistics-process}" --type process
 
 ## Create or update the failed/crashed-run alert (block: LOGISTICS_ALERT_BLOCK).
 automations: $(RUN_INSTALLED)

@@ -13,11 +13,6 @@ cd "$(dirname "$0")/.."
 PREFECT="${PREFECT:-prefect}"
 export LOGISTICS_WORK_POOL="${LOGISTICS_WORK_POOL:-logistics-process}"
 
-# The project folder is the worker's business, resolved when a run starts (/opt/logistics in
-# the worker image, the checkout for a local worker): never bake this machine's path into
-# the deployments.
-unset LOGISTICS_PROJECT_DIR
-
 # The server must be a real one: deploying to Prefect's temporary server would vanish.
 API_URL="${PREFECT_API_URL:-$("$PREFECT" config view 2>/dev/null | sed -n "s/^PREFECT_API_URL='\([^']*\)'.*/\1/p")}"
 if [ -z "$API_URL" ]; then

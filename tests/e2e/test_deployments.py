@@ -166,25 +166,25 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                 pytest.fail(f"prefect server not healthy after {SERVER_START_S}s:\n{tail(server_log)}")
             time.sleep(0.5)
 
-        # What `make deploy` runs. LOGISTICS_PROJECT_DIR is set here on purpose: deploy.sh must
-        # keep it out of the deployments (the worker resolves it).
+        # What `make deploy` runs.
         deploy = subprocess.run(
             ["bash", str(ROOT / "deployments" / "deploy.sh")],
             capture_output=True, text=True, timeout=600, cwd=tmp, stdin=subprocess.DEVNULL,
-            env=env | {"PREFECT": PREFECT, "LOGISTICS_WORK_POOL": POOL, "LOGISTICS_PROJECT_DIR": "/nowhere"},
+            env=env | {"PREFECT": PREFECT, "LOGISTICS_WORK_POOL": POOL},
         )
         assert deploy.returncode == 0, f"deploy.sh failed:\n{deploy.stdout[-4000:]}\n{deploy.stderr[-4000:]}"
+        assert f"prefect worker start --pool '{POOL}'" in deploy.stdout  # Prefect's own advice, followed below
 
-        # A worker outside the checkout: the pull step must take each run to the project.
-        worker_env = env | {
-            "LOGISTICS_PROJECT_DIR": str(ROOT),
+        # A worker started exactly as that advice says, outside the checkout and with no
+        # LOGISTICS_PROJECT_DIR: the pull step must take each run to the project.
+        worker_env = {key: value for key, value in env.items() if key != "LOGISTICS_PROJECT_DIR"} | {
             "LOGISTICS_LAKE": str(tmp / "default-lake"),
             "PREFECT_WORKER_QUERY_SECONDS": "2",
         }
         with worker_log.open("wb") as log:
             processes.append(
                 subprocess.Popen(
-                    [PREFECT, "worker", "start", "--pool", POOL, "--type", "process"],
+                    [PREFECT, "worker", "start", "--pool", POOL],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=worker_env, cwd=tmp, start_new_session=True,
                 )
             )
@@ -220,7 +220,7 @@ def test_every_deployment_is_on_the_pool_as_prefect_yaml_says(stack):
         assert set(deployment["tags"]) == set(spec["tags"]), name
         assert deployment["enforce_parameter_schema"] is True, name
         assert deployment["pull_steps"] == [
-            {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $LOGISTICS_PROJECT_DIR }}"}}
+            {"logistics_pipeline.tasks.orchestration.project.enter_project_directory": {}}
         ], f"{name}: the project folder must be resolved by the worker, not baked in at deploy time"
 
 
