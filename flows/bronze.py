@@ -16,6 +16,7 @@ from pydantic import Field
 
 from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, SOURCES
 from logistics_pipeline.tasks.databricks.jobs import run_on_databricks, stream_settings
+from logistics_pipeline.tasks.databricks.output import bronze_tables
 from logistics_pipeline.tasks.kafka.client import client_extras
 from logistics_pipeline.tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
 from logistics_pipeline.tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
@@ -40,7 +41,8 @@ def bronze_layer(
     kafka_block: Annotated[str | None, Field(description="Name of a saved 'Kafka Connection' block.")] = None,
     engine: Annotated[Literal["local", "databricks"] | None, Field(description="local (in-process) or databricks (a job run); default LOGISTICS_ENGINE.")] = None,
 ) -> dict[str, int]:
-    """Ingest the six CRM/ERP CSV files and the order stream into bronze; returns rows per table.
+    """Ingest the six CRM/ERP CSV files and the order stream into bronze; returns rows per table
+    (with engine=databricks, as the job runs report them).
 
     Args:
         source_dir: Folder with source_crm/ and source_erp/ (default: LOGISTICS_SOURCE_DIR or the shipped datasets).
@@ -53,10 +55,15 @@ def bronze_layer(
     if settings.engine == "databricks":
         # The stream too, when Kafka is configured (the landing folder is the local engine's only).
         stream = stream_settings(settings.databricks, load_kafka_connection(kafka_block, settings), settings.kafka_topic)
-        run_on_databricks("bronze", settings.databricks)
+        summaries = [run_on_databricks("bronze", settings.databricks)]
         if stream is not None:
-            run_on_databricks("stream", stream)
-        return {}
+            summaries.append(run_on_databricks("stream", stream))
+        tables = [table for summary in summaries for table in bronze_tables(summary)]
+        for t in tables:
+            get_run_logger().info("bronze %s: %d rows (%s, on Databricks)", t.table, t.rows, "ingested" if t.ingested else "unchanged")
+        rows = {t.table: t.rows for t in tables}
+        publish_bronze(rows, {t.table: t.ingested for t in tables})
+        return rows
     with lake_lock(settings.lake):
         lake_ = Lake(settings.lake)
         logger = get_run_logger()
@@ -85,12 +92,17 @@ def bronze_layer(
         ingested[KAFKA_ORDERS] = new_messages > 0
         logger.info("bronze %s: %d rows (%d new messages)", KAFKA_ORDERS, rows[KAFKA_ORDERS], new_messages)
 
-        create_table_artifact(
-            key="bronze-layer",
-            table=[{"table": table, "rows": rows[table], "ingested": ingested[table]} for table in rows],
-            description="Rows per bronze table this run; `ingested` is false when the content was already in the lake.",
-        )
+        publish_bronze(rows, ingested)
         return rows
+
+
+def publish_bronze(rows: dict[str, int], ingested: dict[str, bool]) -> None:
+    """The bronze-layer artifact, whichever engine ran the layer."""
+    create_table_artifact(
+        key="bronze-layer",
+        table=[{"table": table, "rows": rows[table], "ingested": ingested[table]} for table in rows],
+        description="Rows per bronze table this run; `ingested` is false when the content was already in the lake.",
+    )
 
 
 def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, batch_messages: int) -> int:

@@ -22,6 +22,7 @@ from logistics_pipeline.tasks.core.quality import TableCounts
 from logistics_pipeline.tasks.core.runner import outputs_current, run_stream_orders
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.databricks.jobs import run_on_databricks
+from logistics_pipeline.tasks.databricks.output import silver_counts
 from logistics_pipeline.tasks.local.bronze import new_bronze_columns
 from logistics_pipeline.tasks.local.lake import Lake, repair, table_exists
 from logistics_pipeline.tasks.local.store import DeltaStore, bronze_fingerprint
@@ -51,8 +52,9 @@ def silver_layer(
     """
     settings = load_settings(lake=lake, engine=engine)
     if settings.engine == "databricks":
-        run_on_databricks("silver", settings.databricks)
-        return []
+        counts = silver_counts(run_on_databricks("silver", settings.databricks))
+        publish_silver(counts)
+        return counts
     with lake_lock(settings.lake):
         lake_ = Lake(settings.lake)
         store = DeltaStore(lake_)
@@ -94,17 +96,22 @@ def silver_layer(
             )
             counts.append(build(lake_, target_uri=target, fingerprint=stream, force=full_refresh))
 
-        for c in counts:
-            logger.info(
-                "silver %s: %d in = %d out + %d quarantined + %d merged duplicates",
-                c.table, c.rows_in, c.rows_out, c.quarantined, c.merged_duplicates,
-            )
-        create_table_artifact(
-            key="silver-layer",
-            table=[c.__dict__ for c in counts],
-            description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates.",
-        )
+        publish_silver(counts)
         return counts
+
+
+def publish_silver(counts: list[TableCounts]) -> None:
+    """The counts per table in the log and the silver-layer artifact, whichever engine ran the layer."""
+    for c in counts:
+        get_run_logger().info(
+            "silver %s: %d in = %d out + %d quarantined + %d merged duplicates",
+            c.table, c.rows_in, c.rows_out, c.quarantined, c.merged_duplicates,
+        )
+    create_table_artifact(
+        key="silver-layer",
+        table=[c.__dict__ for c in counts],
+        description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates.",
+    )
 
 
 def repair_outputs(lake_: Lake, table: str, upstream: str) -> None:

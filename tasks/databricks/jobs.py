@@ -1,15 +1,20 @@
-"""Bronze, the order stream and silver as Databricks job runs: credentials, the job spec,
-submit, wait, cancel.
+"""Bronze, the order stream and silver as Databricks job runs, through databricks-sdk: the job
+spec, start (or attach), wait, cancel, and the run's summary.
 
-The job spec is built from ``prefect_databricks.models.jobs`` and sent to the Jobs API 2.1
-endpoints that ``prefect_databricks.jobs`` wraps (runs/submit, run-now, runs/get, runs/cancel),
-through ``DatabricksCredentials.get_client()`` (the block's authenticated httpx client, PAT or
-OAuth service principal). We call the endpoints ourselves rather than the wrapper tasks because
-``jobs_runs_submit`` has no ``environments`` argument (serverless needs it) and sends ``null``
-for every unset task field, and the wrappers leave retrying to the caller.
+``WorkspaceClient().jobs`` does the HTTP: Jobs API 2.2, unified auth, and retries of requests
+answered 429 or 503 or lost in transport (for ``api_retry_timeout_seconds``). A one-time run
+is ``runs/submit`` with one task; serverless gets an ``environments`` entry holding the job
+wheel (prefect-databricks' ``jobs_runs_submit`` has no such argument). ``run_mode=job_id``
+starts a job you defined (the bundle's) with ``run-now``. The SDK's waiter polls on its own
+schedule and cannot cancel, so the wait is ours: poll, cancel after ``max_wait_seconds``.
 
-Serverless is not in the models (they predate it): the task's ``environment_key`` and the
-run's ``environments`` are passed as extra fields, shaped as the API documents them.
+Retries that retry. Every start carries an idempotency token: the Jobs API answers a token it
+has seen with that token's run instead of starting another. The token names the root flow
+run, the layer and the attempt: the attempt is the number of this flow run's runs of the
+layer that ended without success. So a request repeated after a lost answer (by the SDK, or
+by a Prefect retry of the task or flow) gets the same run back and waits for it, or takes its
+result when it has succeeded; after a run FAILED, TIMEDOUT or was cancelled, the next token
+starts a new run.
 
 The stream's SASL credentials never enter a job spec: it names a Databricks secret scope, and
 the job reads the secrets from it on the cluster.
@@ -17,28 +22,21 @@ the job reads the secrets from it on the cluster.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import httpx
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import DatabricksError, PermissionDenied, Unauthenticated
+from databricks.sdk.service import compute, jobs
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.asyncutils import run_coro_as_sync
-from prefect_databricks import DatabricksCredentials
-from prefect_databricks.models.jobs import (
-    Library,
-    NewCluster,
-    PythonWheelTask,
-    RunNowInput,
-    RunSubmitSettings,
-    RunSubmitTaskSettings,
-    SparkPythonTask,
-)
 
+from logistics_pipeline.tasks.databricks.credentials import resolve_credentials, workspace_client
+from logistics_pipeline.tasks.databricks.output import job_error, job_summary
 from logistics_pipeline.tasks.databricks.settings import DatabricksSettings
 from logistics_pipeline.tasks.errors import PipelineError, one_line
 from logistics_pipeline.tasks.kafka.connection import KafkaConnection
@@ -47,60 +45,15 @@ from logistics_pipeline.tasks.orchestration.logs import run_logger
 LAYERS = ("bronze", "stream", "silver")
 TERMINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 ENVIRONMENT_KEY = "logistics"
+MAX_ATTEMPTS = 20
+"""Runs of one layer that may fail in one flow run before the next start is refused."""
 _TOKEN_NAMESPACE = uuid.UUID("6f1f7a52-3c1e-4d55-9a0e-8f2b1c7d4e90")
-_MAX_RETRY_DELAY_SECONDS = 300.0
-_REQUEST_TIMEOUT_SECONDS = 60.0
 
-MISSING_CREDENTIALS = (
-    "engine=databricks needs Databricks credentials: save a DatabricksCredentials block and set "
-    "LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK, or set DATABRICKS_HOST and DATABRICKS_TOKEN "
-    "(or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET for a service principal)"
-)
+Logger = logging.Logger | logging.LoggerAdapter
+T = TypeVar("T")
 
-_sleep = asyncio.sleep  # the retry backoff's sleep; tests replace it to observe the delays
-
-
-# --- credentials -------------------------------------------------------------------------------
-
-
-def _bare_host(host: str) -> str:
-    """The block wants a bare host: no scheme, no trailing slash."""
-    return host.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
-
-
-def require_credentials(settings: DatabricksSettings) -> DatabricksCredentials:
-    """The Databricks credentials block, or a one-line PipelineError saying what to configure."""
-    if settings.credentials_block:
-        try:
-            block = DatabricksCredentials.load(settings.credentials_block, _sync=True)
-        except Exception as error:  # noqa: BLE001 - any load failure means the same fix
-            raise PipelineError(
-                f"cannot load the DatabricksCredentials block {settings.credentials_block!r} "
-                f"(LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK): {type(error).__name__}: {one_line(error)}"
-            ) from None
-        return block.model_copy(update={"databricks_instance": _bare_host(block.databricks_instance)})
-
-    token = settings.token.get_secret_value() if settings.token else ""
-    client_id = settings.client_id or ""
-    client_secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
-    if not (settings.host or token or client_id or client_secret):
-        raise PipelineError(MISSING_CREDENTIALS)
-    if not settings.host:
-        raise PipelineError(
-            "Databricks credentials are set but not the workspace: set DATABRICKS_HOST (e.g. dbc-1234abcd-5678.cloud.databricks.com)"
-        )
-    if token and (client_id or client_secret):
-        raise PipelineError("set either DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET, not both")
-    if bool(client_id) != bool(client_secret):
-        raise PipelineError("a Databricks service principal needs both DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET")
-    if not (token or client_id):
-        raise PipelineError(
-            "DATABRICKS_HOST is set but not how to sign in: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET"
-        )
-    auth: dict[str, Any] = (
-        {"token": token} if token else {"client_id": client_id, "client_secret": client_secret, "tenant_id": settings.tenant_id}
-    )
-    return DatabricksCredentials(databricks_instance=_bare_host(settings.host), **auth)
+require_credentials = resolve_credentials
+"""What flows/cli.py and flows/pipeline.py check before anything starts: one line when unset."""
 
 
 # --- the job spec -----------------------------------------------------------------------------
@@ -111,9 +64,9 @@ def _check_layer(layer: str) -> None:
         raise PipelineError(f"unknown layer {layer!r}: Databricks runs one of {', '.join(LAYERS)}")
 
 
-def idempotency_token(flow_run_id: str, layer: str) -> str:
-    """Stable per flow run and layer (36 chars), so a retried request never starts a second run."""
-    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{flow_run_id}/{layer}"))
+def idempotency_token(flow_run_id: str, layer: str, attempt: int) -> str:
+    """Stable per flow run, layer and attempt (36 chars; the API takes 64)."""
+    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{flow_run_id}/{layer}/{attempt}"))
 
 
 def stream_settings(databricks: DatabricksSettings, connection: KafkaConnection | None, topic: str) -> DatabricksSettings | None:
@@ -168,61 +121,68 @@ def entrypoint_parameters(layer: str, settings: DatabricksSettings) -> list[str]
     return parameters
 
 
+def _wheel(settings: DatabricksSettings) -> str:
+    if not settings.wheel_path:
+        raise PipelineError(
+            "run_mode=submit needs the job wheel: build it with `make job-wheel`, upload dist/logistics_pipeline_job-*.whl "
+            "to a volume and set LOGISTICS_DATABRICKS_WHEEL_PATH to it (or use run_mode=job_id with the bundle's job)"
+        )
+    return settings.wheel_path
+
+
 def _work(layer: str, settings: DatabricksSettings) -> dict[str, Any]:
     """The task's python_wheel_task or spark_python_task."""
     parameters = entrypoint_parameters(layer, settings)
     if settings.task_type == "python_wheel":
-        wheel_task = PythonWheelTask(package_name=settings.package_name, entry_point=settings.entry_point, parameters=parameters)
-        return {"python_wheel_task": wheel_task}
+        return {"python_wheel_task": jobs.PythonWheelTask(package_name=settings.package_name, entry_point=settings.entry_point, parameters=parameters)}
     if not settings.python_file:
         raise PipelineError("task_type=spark_python needs the entrypoint script: set LOGISTICS_DATABRICKS_PYTHON_FILE")
-    return {"spark_python_task": SparkPythonTask(python_file=settings.python_file, parameters=parameters)}
+    return {"spark_python_task": jobs.SparkPythonTask(python_file=settings.python_file, parameters=parameters)}
 
 
 def _compute(settings: DatabricksSettings) -> dict[str, Any]:
     """Where the task runs; on clusters the wheel is a task library, on serverless an environment dependency."""
     if settings.compute == "serverless":
-        return {"environment_key": ENVIRONMENT_KEY}  # not in the models: an extra field
-    libraries = [Library(whl=settings.wheel_path)]
+        return {"environment_key": ENVIRONMENT_KEY}
+    libraries = [compute.Library(whl=_wheel(settings))]
     if settings.compute == "existing_cluster":
         if not settings.existing_cluster_id:
             raise PipelineError("compute=existing_cluster needs LOGISTICS_DATABRICKS_EXISTING_CLUSTER_ID")
         return {"existing_cluster_id": settings.existing_cluster_id, "libraries": libraries}
     if not settings.new_cluster_node_type_id:
         raise PipelineError("compute=new_cluster needs LOGISTICS_DATABRICKS_NEW_CLUSTER_NODE_TYPE_ID (e.g. i3.xlarge or Standard_DS3_v2)")
-    cluster = NewCluster(
+    cluster = compute.ClusterSpec(
         spark_version=settings.new_cluster_spark_version,
         node_type_id=settings.new_cluster_node_type_id,
         num_workers=settings.new_cluster_num_workers,
-        data_security_mode="SINGLE_USER",  # Unity Catalog access; not in the models: an extra field
+        data_security_mode=compute.DataSecurityMode.SINGLE_USER,  # Unity Catalog access
     )
     return {"new_cluster": cluster, "libraries": libraries}
 
 
-def build_submit_payload(layer: str, settings: DatabricksSettings, flow_run_id: str) -> dict[str, Any]:
-    """The runs/submit request body for one layer: one task running the package's entrypoint."""
+def submit_request(layer: str, settings: DatabricksSettings, flow_run_id: str, attempt: int) -> dict[str, Any]:
+    """Keyword arguments of ``jobs.submit`` for one layer: one task running the package's entrypoint."""
     _check_layer(layer)
-    extra: dict[str, Any] = {}
+    request: dict[str, Any] = {
+        "run_name": f"logistics-pipeline {layer} (flow run {str(flow_run_id)[:8]})",
+        "tasks": [jobs.SubmitTask(task_key=layer, **_work(layer, settings), **_compute(settings))],
+        "idempotency_token": idempotency_token(flow_run_id, layer, attempt),
+        "timeout_seconds": math.ceil(settings.max_wait_seconds),
+    }
     if settings.compute == "serverless":
-        spec = {"environment_version": settings.serverless_environment_version, "dependencies": [settings.wheel_path]}
-        extra["environments"] = [{"environment_key": ENVIRONMENT_KEY, "spec": spec}]
-    run = RunSubmitSettings(
-        run_name=f"logistics-pipeline {layer} (flow run {str(flow_run_id)[:8]})",
-        tasks=[RunSubmitTaskSettings(task_key=layer, **_work(layer, settings), **_compute(settings))],
-        idempotency_token=idempotency_token(str(flow_run_id), layer),
-        timeout_seconds=math.ceil(settings.max_wait_seconds),
-        **extra,
-    )
-    return run.model_dump(mode="json", exclude_none=True)
+        spec = compute.Environment(environment_version=settings.serverless_environment_version, dependencies=[_wheel(settings)])
+        request["environments"] = [jobs.JobEnvironment(environment_key=ENVIRONMENT_KEY, spec=spec)]
+    return request
 
 
-def build_run_now_payload(layer: str, settings: DatabricksSettings, flow_run_id: str) -> dict[str, Any]:
-    """The run-now request body for the layer's pre-configured job (run_mode=job_id).
+def run_now_request(layer: str, settings: DatabricksSettings, flow_run_id: str, attempt: int) -> dict[str, Any]:
+    """Keyword arguments of ``jobs.run_now`` for the layer's job (run_mode=job_id).
 
     The job should define the job parameters ``catalog``, ``schema`` and ``source_path`` (the
     stream's job: ``bootstrap_servers``, ``topic``, ``checkpoint``, ``security_protocol`` and,
     with SASL, ``sasl_mechanism`` and ``kafka_secret_scope``) and pass them to the entrypoint
-    (e.g. ``{{job.parameters.catalog}}``); they are overridden here.
+    (e.g. ``{{job.parameters.catalog}}``); they are overridden here. Its task that runs the
+    layer is keyed by the layer's name (or is the job's only task): its output is the summary.
     """
     _check_layer(layer)
     job_id = {"bronze": settings.bronze_job_id, "stream": settings.stream_job_id, "silver": settings.silver_job_id}[layer]
@@ -230,155 +190,182 @@ def build_run_now_payload(layer: str, settings: DatabricksSettings, flow_run_id:
         raise PipelineError(f"run_mode=job_id needs LOGISTICS_DATABRICKS_{layer.upper()}_JOB_ID")
     parameters = {"catalog": settings.catalog, "schema": settings.schema_name}
     parameters |= stream_options(settings) if layer == "stream" else {"source_path": settings.source_path}
-    run = RunNowInput(job_id=job_id, idempotency_token=idempotency_token(str(flow_run_id), layer), job_parameters=parameters)
-    return run.model_dump(mode="json", exclude_none=True)
+    return {"job_id": job_id, "idempotency_token": idempotency_token(flow_run_id, layer, attempt), "job_parameters": parameters}
 
 
 # --- calling the API --------------------------------------------------------------------------
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _call(what: str, call: Callable[[], T]) -> T:
+    """One Jobs API call. The SDK has retried what can be retried; what is left is one line."""
     try:
-        return max(0.0, float(response.headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return None
+        return call()
+    except DatabricksError as error:
+        hint = " (check the Databricks credentials and their permissions)" if isinstance(error, (Unauthenticated, PermissionDenied)) else ""
+        code = error.error_code or type(error).__name__
+        raise PipelineError(one_line(f"Databricks {what} failed: {code}: {error}{hint}")) from None
+    except ValueError as error:  # the SDK's sign-in (an OAuth token refused); it masks secrets
+        raise PipelineError(one_line(f"Databricks {what} failed: sign-in refused: {error} (check the Databricks credentials)")) from None
+    except TimeoutError as error:  # the SDK's retries ran out (api_retry_timeout_seconds)
+        cause = error.__cause__ or error
+        raise PipelineError(one_line(f"Databricks {what} failed, retried until {error}: {type(cause).__name__}: {cause}")) from None
+    except OSError as error:  # requests' errors the SDK does not retry
+        raise PipelineError(one_line(f"Databricks {what} failed: {type(error).__name__}: {error}")) from None
 
 
-def _describe(method: str, endpoint: str, response: httpx.Response) -> str:
-    """One line from a Databricks error answer ({"error_code": ..., "message": ...})."""
-    try:
-        body = response.json()
-        detail = f"{body.get('error_code', '')}: {body.get('message', '')}".strip(": ")
-    except ValueError:
-        detail = response.text[:200]
-    hint = " (check the Databricks credentials and their permissions)" if response.status_code in (401, 403) else ""
-    return one_line(f"Databricks API {method} /api/{endpoint} answered {response.status_code} {detail}{hint}")
+def run_state(run: jobs.Run) -> tuple[str, str | None, str]:
+    """(life cycle state, result state, message) of a run; falls back to the newer ``status``."""
+    state = run.state or jobs.RunState()
+    status = run.status or jobs.RunStatus()
+    details = status.termination_details or jobs.TerminationDetails()
+    terminated = status.state == jobs.RunLifecycleStateV2State.TERMINATED
+    life_cycle = _value(state.life_cycle_state) or _value(status.state) or "UNKNOWN"
+    result = _value(state.result_state) or (_value(details.code) if terminated else None)
+    failed = [t.state.state_message for t in run.tasks or [] if t.state and t.state.state_message and _value(t.state.result_state) not in (None, "SUCCESS")]
+    message = state.state_message or details.message or (failed[0] if failed else "")
+    return life_cycle, result, one_line(message)
 
 
-async def _request(
-    credentials: DatabricksCredentials,
-    settings: DatabricksSettings,
-    method: str,
-    endpoint: str,
-    *,
-    json: dict[str, Any] | None = None,
-    params: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One Jobs API call; 429, 5xx and transport errors are retried with exponential backoff."""
-    attempts = settings.api_max_retries + 1
-    for attempt in range(attempts):
-        delay: float | None = None
-        try:
-            async with credentials.get_client() as client:  # a fresh client also refreshes an OAuth token
-                response = await client.request(method, endpoint, json=json, params=params, timeout=_REQUEST_TIMEOUT_SECONDS)
-        except httpx.TransportError as error:
-            problem = f"Databricks API {method} /api/{endpoint} failed: {type(error).__name__}: {one_line(error)}"
-        except RuntimeError as error:  # the block's OAuth token request was refused
-            raise PipelineError(f"Databricks sign-in failed: {one_line(error)}") from None
-        else:
-            if response.status_code < 400:
-                return response.json() if response.content else {}
-            problem = _describe(method, endpoint, response)
-            if response.status_code != 429 and response.status_code < 500:
-                raise PipelineError(problem)
-            delay = _retry_after(response)
-        if attempt + 1 == attempts:
-            raise PipelineError(f"{problem} (gave up after {attempts} attempts)")
-        backoff = settings.api_backoff_seconds * 2**attempt
-        await _sleep(min(delay if delay is not None else backoff, _MAX_RETRY_DELAY_SECONDS))
-    raise AssertionError("unreachable")
+def _value(enum: Any) -> str | None:
+    return enum.value if enum is not None else None
 
 
-def _state(run: dict[str, Any]) -> tuple[str, str | None, str]:
-    """(life cycle state, result state, message) of a runs/get answer; falls back to the newer `status`."""
-    state = run.get("state") or {}
-    status = run.get("status") or {}
-    details = status.get("termination_details") or {}
-    life_cycle = state.get("life_cycle_state") or status.get("state") or "UNKNOWN"
-    result = state.get("result_state") or (details.get("code") if status.get("state") == "TERMINATED" else None)
-    task_states = [task.get("state") or {} for task in run.get("tasks") or []]
-    failed = [s.get("state_message") for s in task_states if s.get("result_state") not in (None, "SUCCESS") and s.get("state_message")]
-    message = state.get("state_message") or details.get("message") or (failed[0] if failed else "")
-    return life_cycle, result, message
+def _shown(run: jobs.Run) -> str:
+    life_cycle, result, _ = run_state(run)
+    return f"{life_cycle}/{result}" if result else life_cycle
 
 
-def _duration_seconds(run: dict[str, Any], fallback: float) -> float:
-    start, end = run.get("start_time") or 0, run.get("end_time") or 0
-    return (end - start) / 1000 if start and end > start else round(fallback, 3)
+def _url(run: jobs.Run) -> str:
+    return run.run_page_url or f"(run {run.run_id})"
 
 
-async def _run_layer(
-    layer: str,
-    settings: DatabricksSettings,
-    flow_run_id: str,
-    credentials: DatabricksCredentials,
-    logger: logging.Logger | logging.LoggerAdapter,
-) -> dict[str, Any]:
-    """Start the layer's run, wait for it, cancel it when it outlives max_wait_seconds."""
+def _start(client: WorkspaceClient, layer: str, settings: DatabricksSettings, flow_run_id: str, attempt: int) -> int:
+    """Start the attempt's run, or get it back when its token was seen; returns the run id."""
     if settings.run_mode == "job_id":
-        endpoint, payload = "2.1/jobs/run-now", build_run_now_payload(layer, settings, flow_run_id)
-    else:
-        endpoint, payload = "2.1/jobs/runs/submit", build_submit_payload(layer, settings, flow_run_id)
-    started = time.monotonic()
-    run_id = int((await _request(credentials, settings, "POST", endpoint, json=payload))["run_id"])
+        request = run_now_request(layer, settings, flow_run_id, attempt)
+        return int(_call(f"run-now of job {request['job_id']} ({layer})", lambda: client.jobs.run_now(**request)).run_id)
+    request = submit_request(layer, settings, flow_run_id, attempt)
+    return int(_call(f"runs/submit ({layer})", lambda: client.jobs.submit(**request)).run_id)
 
-    url, seen = "", None
+
+def start_or_attach(client: WorkspaceClient, layer: str, settings: DatabricksSettings, flow_run_id: str, logger: Logger) -> jobs.Run:
+    """This flow run's run of the layer that is going or has succeeded, or a new one.
+
+    Attempt 0's token first: the API returns the run it started for that token, if any. A run
+    that ended without success has used its attempt up, so the next attempt's token follows,
+    until a token starts a new run or finds one that is going or succeeded."""
+    for attempt in range(MAX_ATTEMPTS):
+        run_id = _start(client, layer, settings, flow_run_id, attempt)
+        run = _call(f"runs/get of {layer} run {run_id}", lambda: client.jobs.get_run(run_id))
+        life_cycle, result, _ = run_state(run)
+        if life_cycle not in TERMINAL_STATES or result == "SUCCESS":
+            logger.info("databricks %s: run %s (attempt %d): %s", layer, run_id, attempt + 1, _url(run))
+            return run
+        logger.info("databricks %s: run %s of attempt %d ended %s; attempt %d starts a new run", layer, run_id, attempt + 1, _shown(run), attempt + 2)
+    raise PipelineError(f"{MAX_ATTEMPTS} Databricks runs of {layer} have failed in this flow run: start a new flow run")
+
+
+def wait_for(client: WorkspaceClient, layer: str, run: jobs.Run, settings: DatabricksSettings, logger: Logger) -> jobs.Run:
+    """Poll the run until it ends; cancel it when it outlives ``max_wait_seconds``."""
+    started, seen, url = time.monotonic(), None, _url(run)
     while True:
-        try:
-            run = await _request(credentials, settings, "GET", "2.1/jobs/runs/get", params={"run_id": run_id})
-        except PipelineError as error:
-            raise PipelineError(
-                f"lost contact with Databricks while waiting for {layer} run {run_id} {url}, which may still be running: {error}"
-            ) from None
-        if not url:
-            url = run.get("run_page_url") or f"(run {run_id})"
-            logger.info("databricks %s: run %s started: %s", layer, run_id, url)
-        life_cycle, result, message = _state(run)
-        shown = f"{life_cycle}/{result}" if result else life_cycle
-        if shown != seen:
-            logger.info("databricks %s: run %s is %s%s", layer, run_id, shown, f" ({message})" if message else "")
-            seen = shown
+        life_cycle, _, message = run_state(run)
+        if _shown(run) != seen:
+            seen = _shown(run)
+            logger.info("databricks %s: run %s is %s%s", layer, run.run_id, seen, f" ({message})" if message else "")
         if life_cycle in TERMINAL_STATES:
-            if result == "SUCCESS":
-                duration = _duration_seconds(run, time.monotonic() - started)
-                return {"run_id": run_id, "run_page_url": url, "result_state": result, "duration": duration}
-            raise PipelineError(f"Databricks {layer} run {run_id} ended {shown}: {one_line(message) or 'no message'} - see {url}")
-
+            return run
         waited = time.monotonic() - started
         if waited >= settings.max_wait_seconds:
-            try:
-                await _request(credentials, settings, "POST", "2.1/jobs/runs/cancel", json={"run_id": run_id})
-            except PipelineError as error:
-                raise PipelineError(
-                    f"Databricks {layer} run {run_id} did not finish within {settings.max_wait_seconds:g} s "
-                    f"and cancelling it failed ({error}): cancel it at {url}"
-                ) from None
-            raise PipelineError(
-                f"Databricks {layer} run {run_id} was cancelled after {waited:.0f} s "
-                f"(max_wait_seconds={settings.max_wait_seconds:g}) while {life_cycle}: {url}"
-            )
-        await asyncio.sleep(min(settings.poll_frequency_seconds, settings.max_wait_seconds - waited))
+            _cancel(client, layer, run, settings, waited)
+        time.sleep(min(settings.poll_frequency_seconds, settings.max_wait_seconds - waited))
+        try:
+            run = _call(f"runs/get of {layer} run {run.run_id}", lambda: client.jobs.get_run(run.run_id))
+        except PipelineError as error:
+            raise PipelineError(f"lost contact with Databricks while waiting for {layer} run {run.run_id} {url}, which may still be running: {error}") from None
+
+
+def _cancel(client: WorkspaceClient, layer: str, run: jobs.Run, settings: DatabricksSettings, waited: float) -> None:
+    """Cancel the run (without waiting for it to stop) and raise."""
+    life_cycle = run_state(run)[0]
+    try:
+        _call(f"runs/cancel of {layer} run {run.run_id}", lambda: client.jobs.cancel_run(run.run_id))
+    except PipelineError as error:
+        raise PipelineError(
+            f"Databricks {layer} run {run.run_id} did not finish within {settings.max_wait_seconds:g} s "
+            f"and cancelling it failed ({error}): cancel it at {_url(run)}"
+        ) from None
+    raise PipelineError(
+        f"Databricks {layer} run {run.run_id} was cancelled after {waited:.0f} s "
+        f"(max_wait_seconds={settings.max_wait_seconds:g}) while {life_cycle}: {_url(run)}"
+    )
+
+
+def _layer_task(run: jobs.Run, layer: str) -> jobs.RunTask | None:
+    """The run's task that ran the layer: keyed by the layer, or the run's only task."""
+    tasks = run.tasks or []
+    keyed = [t for t in tasks if t.task_key == layer]
+    return keyed[0] if keyed else tasks[0] if len(tasks) == 1 else None
+
+
+def _failure_reason(client: WorkspaceClient, run: jobs.Run, layer: str) -> str:
+    """Why the run failed: the job's own error line from the task's output, else the API's message."""
+    message = run_state(run)[2]
+    task_run = _layer_task(run, layer)
+    if task_run is None or task_run.run_id is None:
+        return message
+    try:
+        output = client.jobs.get_run_output(task_run.run_id)
+    except (DatabricksError, TimeoutError, OSError):  # the output is a better message, not a requirement
+        return message
+    return job_error(output.logs) or one_line((output.error or "").strip().split("\n")[0]) or message
+
+
+def run_layer(client: WorkspaceClient, layer: str, settings: DatabricksSettings, flow_run_id: str, logger: Logger) -> dict[str, Any]:
+    """Start (or attach to) the layer's run, wait for it, and read its summary.
+
+    Returns ``{run_id, run_page_url, result_state, duration, summary}`` (duration in seconds;
+    summary as the job printed it). A run that does not succeed is a one-line PipelineError
+    naming the layer, the run, its state, why, and the run page."""
+    _check_layer(layer)
+    started = time.monotonic()
+    run = wait_for(client, layer, start_or_attach(client, layer, settings, flow_run_id, logger), settings, logger)
+    _, result, _ = run_state(run)
+    if result != "SUCCESS":
+        reason = _failure_reason(client, run, layer) or "no message"
+        raise PipelineError(f"Databricks {layer} run {run.run_id} ended {_shown(run)}: {reason} - see {_url(run)}")
+
+    task_run = _layer_task(run, layer)
+    if task_run is None or task_run.run_id is None:
+        raise PipelineError(f"Databricks {layer} run {run.run_id} has no task keyed {layer!r} to read the summary of: see {_url(run)}")
+    output = _call(f"runs/get-output of {layer} task run {task_run.run_id}", lambda: client.jobs.get_run_output(task_run.run_id))
+    summary = job_summary(output.logs, layer)
+    if summary is None:
+        raise PipelineError(
+            f"Databricks {layer} run {run.run_id} succeeded but its output holds no {layer} summary line: "
+            f"is the task the logistics-spark entry point? See {_url(run)}"
+        )
+    duration = (run.end_time - run.start_time) / 1000 if run.start_time and run.end_time and run.end_time > run.start_time else round(time.monotonic() - started, 3)
+    return {"run_id": run.run_id, "run_page_url": _url(run), "result_state": result, "duration": duration, "summary": summary}
+
+
+# --- Prefect ----------------------------------------------------------------------------------
 
 
 @task(name="databricks-layer-run", task_run_name="databricks-{layer}", cache_policy=NO_CACHE)
 def run_layer_on_databricks(layer: str, settings: DatabricksSettings, flow_run_id: str) -> dict[str, Any]:
-    """Run one layer as a Databricks job run and wait for it.
-
-    Returns ``{run_id, run_page_url, result_state, duration}`` (duration in seconds). Raises
-    PipelineError with the state message and run page URL when the run fails, and cancels the
-    run when it is still going after ``max_wait_seconds``.
-    """
+    """Run one layer as a Databricks job run and wait for it (see ``run_layer``)."""
     _check_layer(layer)
-    credentials = require_credentials(settings)
-    return run_coro_as_sync(_run_layer(layer, settings, str(flow_run_id), credentials, run_logger(__name__)))
+    return run_layer(workspace_client(settings), layer, settings, flow_run_id, run_logger(__name__))
 
 
 def run_on_databricks(layer: str, settings: DatabricksSettings) -> dict[str, Any]:
-    """Run one layer as a Databricks job run, idempotent per root flow run and layer (so a
-    re-run of the parent after a failed sub-flow reuses the run instead of starting another)."""
+    """Run one layer as a Databricks job run of this (root) flow run; returns the job's summary
+    (``{"layer", "tables", "failed"}``). A Prefect retry of the task (``run_retries``) or of the
+    flow run starts a new run after a failed one and attaches to one that is going or succeeded."""
     from prefect.runtime import flow_run
 
-    require_credentials(settings)
-    result = run_layer_on_databricks(layer, settings, str(flow_run.root_flow_run_id or flow_run.id))
-    get_run_logger().info("%s ran on Databricks: %s (%s)", layer, result["run_page_url"], result["result_state"])
-    return result
+    resolve_credentials(settings)  # a missing setting fails here, before a task run starts
+    run = run_layer_on_databricks.with_options(retries=settings.run_retries)(layer, settings, str(flow_run.root_flow_run_id or flow_run.id))
+    get_run_logger().info("%s ran on Databricks in %.0f s: %s (%s)", layer, run["duration"], run["run_page_url"], run["result_state"])
+    return run["summary"]

@@ -1,7 +1,9 @@
-"""The Databricks Jobs API 2.1 contract: submit or run-now, poll, fail, cancel, retry.
+"""The Databricks Jobs API 2.2 contract, through the real databricks-sdk over real HTTPS: submit
+or run-now, poll, read the summary, fail, cancel, and retries that retry.
 
-Only the Databricks REST API is faked (respx), with the request and response shapes of the real
-runs/submit, run-now, runs/get and runs/cancel endpoints.
+Only the Databricks REST API is faked (``tests.fake_databricks``: a stateful server on
+127.0.0.1 answering in the shapes of the SDK's own dataclasses). The SDK's retry backoff runs
+on a clock that does not sleep, and the poll interval is a millisecond, so nothing here waits.
 """
 
 from __future__ import annotations
@@ -9,32 +11,43 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import asdict
 
-import httpx
 import pytest
-import respx
+from databricks.sdk.service import jobs
 
-from logistics_pipeline.tasks.databricks import jobs as databricks
+from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.databricks.credentials import MISSING_CREDENTIALS, DatabricksAuth, bare_host, resolve_credentials, sdk_config, workspace_client
 from logistics_pipeline.tasks.databricks.jobs import (
-    MISSING_CREDENTIALS,
-    build_run_now_payload,
-    build_submit_payload,
+    entrypoint_parameters,
     idempotency_token,
     require_credentials,
+    run_layer,
     run_layer_on_databricks,
+    run_now_request,
     stream_settings,
+    submit_request,
 )
+from logistics_pipeline.tasks.databricks.output import bronze_tables, job_error, job_summary, silver_counts
 from logistics_pipeline.tasks.databricks.settings import DatabricksSettings
 from logistics_pipeline.tasks.errors import PipelineError
+from tests.fake_databricks import CANCEL, GET, OUTPUT, RUN_NOW, SUBMIT, FakeDatabricks, InstantClock, Outcome
 
-HOST = "dbc-1234abcd-5678.cloud.databricks.com"
-API = f"https://{HOST}/api/2.1/jobs"
 TOKEN = "dapi0123456789abcdef-secret"
 FLOW_RUN = "0f6d3c1e-8a4b-4c2d-9e5f-112233445566"
-RUN_ID = 455644833
 JOB_ID = 11223344
-RUN_URL = f"https://{HOST}/?o=1234567890123456#job/{JOB_ID}/run/{RUN_ID}"
-WHEEL = "/Volumes/main/logistics/artifacts/logistics_pipeline-0.1.0-py3-none-any.whl"
+WHEEL = "/Volumes/main/logistics/artifacts/logistics_pipeline_job-0.1.0+3f9c2ab-py3-none-any.whl"
+LOG = logging.getLogger("test-databricks")
+
+SILVER = [TableCounts("crm_cust_info", 18494, 18484, 3, 7), TableCounts("erp_loc_a101", 18484, 18484, 0, 0)]
+BRONZE = [{"table": "crm_cust_info", "rows": 18494, "batch_id": "crm_cust_info-3f9c", "skipped": False},
+          {"table": "erp_loc_a101", "rows": 18484, "batch_id": "erp_loc_a101-77aa", "skipped": True}]
+
+
+def job_output(layer: str, tables: list[dict], failed: tuple[str, ...] = ()) -> str:
+    """What tasks.spark.job prints: Spark's chatter, then the summary as the last line."""
+    summary = json.dumps({"layer": layer, "tables": tables, "failed": list(failed)})
+    return f"WARNING: Using incubator modules: jdk.incubator.vector\n{{not json}}\n{summary}\n"
 
 
 @pytest.fixture(autouse=True)
@@ -45,270 +58,281 @@ def _no_databricks_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
-def make_settings(**overrides) -> DatabricksSettings:
-    values = dict(host=HOST, token=TOKEN, poll_frequency_seconds=0.01, max_wait_seconds=10, api_backoff_seconds=0.0)
+@pytest.fixture(scope="module")
+def server():
+    with FakeDatabricks(token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server, monkeypatch) -> FakeDatabricks:
+    server.reset()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_file)  # the SDK trusts the fake's certificate
+    return server
+
+
+def make_settings(fake: FakeDatabricks | None = None, **overrides) -> DatabricksSettings:
+    values = dict(
+        host=fake.host if fake else "dbc-1234abcd-5678.cloud.databricks.com", token=TOKEN, wheel_path=WHEEL,
+        poll_frequency_seconds=0.001, max_wait_seconds=10, api_retry_timeout_seconds=30,
+    )
     return DatabricksSettings(**{**values, **overrides})
 
 
-def run_json(life_cycle: str, result: str | None = None, message: str = "") -> dict:
-    """A runs/get answer shaped like the real one (one-time run, one task)."""
-    state = {"life_cycle_state": life_cycle, "state_message": message, "user_cancelled_or_timedout": False}
-    status: dict = {"state": life_cycle}
-    if result:
-        state["result_state"] = result
-        code = {"SUCCESS": "SUCCESS", "CANCELED": "CANCELED"}.get(result, "RUN_EXECUTION_ERROR")
-        status["termination_details"] = {"code": code, "type": "SUCCESS" if result == "SUCCESS" else "CLIENT_ERROR", "message": message}
-    terminated = life_cycle == "TERMINATED"
-    return {
-        "job_id": JOB_ID,
-        "run_id": RUN_ID,
-        "number_in_job": RUN_ID,
-        "original_attempt_run_id": RUN_ID,
-        "creator_user_name": "etl@example.com",
-        "run_name": "logistics-pipeline bronze (flow run 0f6d3c1e)",
-        "run_page_url": RUN_URL,
-        "run_type": "SUBMIT_RUN",
-        "trigger": "ONE_TIME",
-        "format": "MULTI_TASK",
-        "state": state,
-        "status": status,
-        "tasks": [{"run_id": RUN_ID + 1, "task_key": "bronze", "state": dict(state), "run_page_url": RUN_URL}],
-        "start_time": 1_700_000_000_000,
-        "setup_duration": 0,
-        "execution_duration": 0,
-        "cleanup_duration": 0,
-        "end_time": 1_700_000_754_000 if terminated else 0,
-    }
+def run(settings: DatabricksSettings, layer: str = "bronze", clock: InstantClock | None = None) -> dict:
+    """One call of the layer's Prefect task body (a Prefect retry is another call)."""
+    return run_layer(workspace_client(settings, clock or InstantClock()), layer, settings, FLOW_RUN, LOG)
 
 
-def ok(body: dict) -> httpx.Response:
-    return httpx.Response(200, json=body)
+def tokens(fake: FakeDatabricks, path: str = SUBMIT) -> list[str]:
+    return [body["idempotency_token"] for body in fake.bodies(path)]
 
 
-def api_error(status: int, code: str, message: str, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json={"error_code": code, "message": message}, headers=headers)
+# --- submit, poll, the summary ----------------------------------------------------------------
 
 
-def body(call) -> dict:
-    return json.loads(call.request.content)
+def test_submit_polls_until_terminated_and_returns_the_jobs_summary(fake, caplog):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        result = run(make_settings(fake))
+
+    [created] = fake.runs.values()
+    [task_run] = created.tasks
+    assert result["summary"] == {"layer": "bronze", "tables": BRONZE, "failed": []}
+    assert (result["run_id"], result["result_state"], result["duration"]) == (created.run_id, "SUCCESS", 754.0)
+    assert result["run_page_url"] == fake.run_page_url(created)
+    assert len(fake.sent("GET", GET)) == 3  # PENDING, RUNNING, TERMINATED
+    assert [r.query["run_id"] for r in fake.sent("GET", OUTPUT)] == [str(task_run["run_id"])]  # the task run, not the run
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in fake.requests)
+    assert fake.bodies(SUBMIT)[0]["idempotency_token"] == idempotency_token(FLOW_RUN, "bronze", 0)
+    assert "PENDING (Waiting for cluster)" in caplog.text and "RUNNING" in caplog.text and fake.run_page_url(created) in caplog.text
 
 
-# --- submit, poll, succeed / fail / time out --------------------------------------------------
+def test_the_fakes_answers_are_the_sdks_shapes(fake):
+    """Every runs/get and get-output answer reads into the SDK's dataclasses and back unchanged."""
+    fake.outcomes.extend([Outcome(logs=job_output("bronze", BRONZE)), Outcome("FAILED", "boom", "error: boom\n")])
+    run(make_settings(fake))
+    with pytest.raises(PipelineError):
+        run(make_settings(fake), layer="silver")
+    for created in fake.runs.values():
+        for polls in range(4):
+            created.polls = polls
+            answer = fake.run_json(created)
+            assert jobs.Run.from_dict(answer).as_dict() == answer
+        task_answer = fake.output_json(created.tasks[0]["run_id"])
+        assert jobs.RunOutput.from_dict(task_answer).as_dict() == task_answer
 
 
-def test_submit_pending_running_success(caplog):
-    with respx.mock(assert_all_called=True) as api:
-        submit = api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
-        get = api.get(f"{API}/runs/get").mock(
-            side_effect=[
-                ok(run_json("PENDING", message="Waiting for cluster")),
-                ok(run_json("RUNNING", message="In run")),
-                ok(run_json("TERMINATED", "SUCCESS")),
-            ]
-        )
-        with caplog.at_level(logging.INFO):
-            result = run_layer_on_databricks.fn("bronze", make_settings(), FLOW_RUN)
-
-    assert result == {"run_id": RUN_ID, "run_page_url": RUN_URL, "result_state": "SUCCESS", "duration": 754.0}
-    assert submit.call_count == 1 and get.call_count == 3
-    sent = body(submit.calls[0])
-    assert sent["idempotency_token"] == idempotency_token(FLOW_RUN, "bronze")
-    assert sent["tasks"][0]["python_wheel_task"]["parameters"][0] == "bronze"
-    assert submit.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert all(call.request.url.params["run_id"] == str(RUN_ID) for call in get.calls)
-    assert RUN_URL in caplog.text
-    assert TOKEN not in caplog.text
+def test_success_without_a_summary_line_is_one_line(fake):
+    fake.outcomes.append(Outcome(logs="Hello from a script that is not the entry point\n"))
+    with pytest.raises(PipelineError, match="succeeded but its output holds no bronze summary line") as raised:
+        run(make_settings(fake))
+    assert fake.run_page_url(next(iter(fake.runs.values()))) in str(raised.value) and "\n" not in str(raised.value)
 
 
-@pytest.mark.parametrize(
-    ("life_cycle", "result", "message"),
-    [
-        ("TERMINATED", "FAILED", "Task bronze failed with message: Workload failed, see run output for details."),
-        ("INTERNAL_ERROR", None, "Run failed due to an internal error in the Jobs service."),
-        ("SKIPPED", None, "An active run of this job already exists."),
-    ],
-)
-def test_failed_run_raises_state_message_and_url(life_cycle, result, message):
-    with respx.mock(assert_all_called=True) as api:
-        api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
-        api.get(f"{API}/runs/get").mock(side_effect=[ok(run_json("RUNNING")), ok(run_json(life_cycle, result, message))])
-        with pytest.raises(PipelineError) as raised:
-            run_layer_on_databricks.fn("bronze", make_settings(), FLOW_RUN)
-
-    text = str(raised.value)
-    assert message in text and RUN_URL in text and life_cycle in text
-    assert "\n" not in text and TOKEN not in text
+# --- retries that retry -------------------------------------------------------------------------
 
 
-def test_timeout_cancels_the_run():
-    with respx.mock(assert_all_called=True) as api:
-        api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
-        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("RUNNING", message="In run")))
-        cancel = api.post(f"{API}/runs/cancel").mock(return_value=ok({}))
-        with pytest.raises(PipelineError, match="cancelled after") as raised:
-            run_layer_on_databricks.fn("silver", make_settings(max_wait_seconds=0.05, poll_frequency_seconds=0.05), FLOW_RUN)
+@pytest.mark.parametrize("result", ["FAILED", "TIMEDOUT", "CANCELED"])
+def test_a_failed_run_then_a_retry_starts_a_second_run(fake, result):
+    fake.outcomes.extend([
+        Outcome(result, "Task bronze failed with message: Workload failed, see run output for details.",
+                logs="py4j chatter\nerror: source_crm/cust_info.csv: line 3: 4 fields, the header has 7\n"),
+        Outcome(logs=job_output("bronze", BRONZE)),
+    ])
+    settings = make_settings(fake)
+    with pytest.raises(PipelineError) as raised:
+        run(settings)
+    first = next(iter(fake.runs.values()))
+    message = str(raised.value)
+    assert message == (
+        f"Databricks bronze run {first.run_id} ended TERMINATED/{result}: "
+        f"source_crm/cust_info.csv: line 3: 4 fields, the header has 7 - see {fake.run_page_url(first)}"
+    )
 
-    assert cancel.call_count == 1
-    assert body(cancel.calls[0]) == {"run_id": RUN_ID}
-    assert RUN_URL in str(raised.value)
+    retried = run(settings)  # the Prefect retry: the same flow run, the same layer
 
-
-def test_timeout_whose_cancel_fails_says_so():
-    with respx.mock() as api:
-        api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
-        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("RUNNING")))
-        api.post(f"{API}/runs/cancel").mock(return_value=api_error(403, "PERMISSION_DENIED", "no CAN_MANAGE_RUN"))
-        with pytest.raises(PipelineError, match=r"cancelling it failed .*cancel it at " + RUN_URL.replace("?", r"\?")):
-            run_layer_on_databricks.fn("bronze", make_settings(max_wait_seconds=0.05, poll_frequency_seconds=0.05), FLOW_RUN)
-
-
-# --- retries ----------------------------------------------------------------------------------
-
-
-def test_429_and_503_are_retried_with_the_same_idempotency_token(monkeypatch):
-    delays: list[float] = []
-
-    async def record(seconds: float) -> None:
-        delays.append(seconds)
-
-    monkeypatch.setattr(databricks, "_sleep", record)
-    with respx.mock(assert_all_called=True) as api:
-        submit = api.post(f"{API}/runs/submit").mock(
-            side_effect=[
-                api_error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests", **{"Retry-After": "7"}),
-                api_error(503, "TEMPORARILY_UNAVAILABLE", "The service is temporarily unavailable"),
-                ok({"run_id": RUN_ID}),
-            ]
-        )
-        get = api.get(f"{API}/runs/get").mock(
-            side_effect=[api_error(503, "TEMPORARILY_UNAVAILABLE", "try again"), ok(run_json("TERMINATED", "SUCCESS"))]
-        )
-        result = run_layer_on_databricks.fn("bronze", make_settings(api_backoff_seconds=0.5), FLOW_RUN)
-
-    assert result["run_id"] == RUN_ID
-    assert submit.call_count == 3 and get.call_count == 2
-    assert delays == [7.0, 1.0, 0.5]  # Retry-After wins; otherwise 0.5 s doubling per retry of a request
-    tokens = {body(call)["idempotency_token"] for call in submit.calls}
-    assert tokens == {idempotency_token(FLOW_RUN, "bronze")}
+    assert len(fake.runs) == 2 and retried["run_id"] != first.run_id
+    assert retried["summary"]["tables"] == BRONZE
+    attempt = [idempotency_token(FLOW_RUN, "bronze", n) for n in range(2)]
+    assert tokens(fake) == [attempt[0], attempt[0], attempt[1]]  # attempt 1's run ended: attempt 2 is a new run
 
 
-def test_transport_errors_are_retried():
-    with respx.mock(assert_all_called=True) as api:
-        submit = api.post(f"{API}/runs/submit").mock(side_effect=[httpx.ConnectError("connection reset"), ok({"run_id": RUN_ID})])
-        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("TERMINATED", "SUCCESS")))
-        run_layer_on_databricks.fn("bronze", make_settings(), FLOW_RUN)
-    assert submit.call_count == 2
-    assert body(submit.calls[0])["idempotency_token"] == body(submit.calls[1])["idempotency_token"]
+def test_a_retry_after_success_takes_the_finished_runs_result(fake):
+    """A re-run of the parent flow run after a later layer failed does not run bronze again."""
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    first = run(make_settings(fake))
+    again = run(make_settings(fake))
+    assert len(fake.runs) == 1 and again == first
 
 
-def test_retries_are_bounded():
-    with respx.mock() as api:
-        submit = api.post(f"{API}/runs/submit").mock(return_value=api_error(503, "TEMPORARILY_UNAVAILABLE", "down"))
-        with pytest.raises(PipelineError, match="503 TEMPORARILY_UNAVAILABLE: down .*gave up after 3 attempts"):
-            run_layer_on_databricks.fn("bronze", make_settings(api_max_retries=2), FLOW_RUN)
-    assert submit.call_count == 3
+def test_a_lost_response_is_retried_by_the_sdk_and_attaches_to_the_run(fake):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    fake.fail_next("POST", SUBMIT, "drop")  # the run is created, the answer never arrives
+    result = run(make_settings(fake))
+    assert len(fake.runs) == 1 and result["run_id"] in fake.runs
+    assert tokens(fake) == [idempotency_token(FLOW_RUN, "bronze", 0)] * 2
 
 
-def test_400_is_not_retried():
-    with respx.mock(assert_all_called=False) as api:
-        submit = api.post(f"{API}/runs/submit").mock(
-            return_value=api_error(400, "INVALID_PARAMETER_VALUE", "Cluster 0923-164208-meows279 does not exist")
-        )
-        get = api.get(f"{API}/runs/get")
-        with pytest.raises(PipelineError, match="400 INVALID_PARAMETER_VALUE: Cluster 0923-164208-meows279 does not exist"):
-            run_layer_on_databricks.fn("bronze", make_settings(), FLOW_RUN)
-    assert submit.call_count == 1 and get.call_count == 0
+def test_a_lost_response_then_a_retry_attaches_to_the_same_run(fake):
+    """The SDK gives up (the network is gone for longer than api_retry_timeout_seconds); the
+    Prefect retry finds the run the lost request started and waits for it."""
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    fake.fail_next("POST", SUBMIT, *["drop"] * 20)
+    settings = make_settings(fake, api_retry_timeout_seconds=5)
+    with pytest.raises(PipelineError, match=r"runs/submit \(bronze\) failed, retried until Timed out after 0:00:05: ConnectionError") as raised:
+        run(settings)
+    assert "\n" not in str(raised.value)
+    [started] = fake.runs.values()
+
+    fake.faults.clear()
+    result = run(settings)
+    assert list(fake.runs) == [started.run_id] == [result["run_id"]]
+    assert result["summary"]["tables"] == BRONZE
 
 
-# --- idempotency and run-now ------------------------------------------------------------------
+def test_lost_contact_while_waiting_then_a_retry_attaches_to_the_same_run(fake):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    fake.fail_next("GET", GET, "ok", *["drop"] * 20)  # the first poll is answered, then the network is gone
+    settings = make_settings(fake, api_retry_timeout_seconds=5)
+    with pytest.raises(PipelineError, match=r"lost contact with Databricks while waiting for bronze run \d+ https://\S+, which may still be running"):
+        run(settings)
+    [started] = fake.runs.values()
+
+    fake.faults.clear()
+    assert run(settings)["run_id"] == started.run_id and len(fake.runs) == 1
 
 
-def test_idempotency_token_is_stable_per_flow_run_and_layer():
-    settings = make_settings()
-    first = build_submit_payload("bronze", settings, FLOW_RUN)["idempotency_token"]
-    assert build_submit_payload("bronze", settings, FLOW_RUN)["idempotency_token"] == first
-    assert build_submit_payload("silver", settings, FLOW_RUN)["idempotency_token"] != first
-    assert build_submit_payload("bronze", settings, "another-flow-run")["idempotency_token"] != first
-    assert build_run_now_payload("bronze", make_settings(bronze_job_id=1), FLOW_RUN)["idempotency_token"] == first
+def test_429_and_503_are_retried_by_the_sdk_with_the_same_token(fake):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    fake.fail_next("POST", SUBMIT, "429", "503")
+    fake.fail_next("GET", GET, "503")
+    clock = InstantClock()
+    result = run(make_settings(fake), clock=clock)
+    assert result["result_state"] == "SUCCESS" and len(fake.runs) == 1
+    assert len(fake.sent("POST", SUBMIT)) == 3 and set(tokens(fake)) == {idempotency_token(FLOW_RUN, "bronze", 0)}
+    assert len(clock.sleeps) == 3 and 7 <= clock.sleeps[0] < 8  # the 429's Retry-After: 7
+
+
+def test_a_400_is_not_retried_and_is_one_line(fake):
+    settings = make_settings(fake, run_mode="job_id", bronze_job_id=999)
+    with pytest.raises(PipelineError) as raised:
+        run(settings)
+    assert str(raised.value) == "Databricks run-now of job 999 (bronze) failed: INVALID_PARAMETER_VALUE: Job 999 does not exist."
+    assert len(fake.sent("POST", RUN_NOW)) == 1 and not fake.runs
+
+
+def test_idempotency_token_per_flow_run_layer_and_attempt():
+    first = idempotency_token(FLOW_RUN, "bronze", 0)
+    assert idempotency_token(FLOW_RUN, "bronze", 0) == first
+    assert len({first, idempotency_token(FLOW_RUN, "silver", 0), idempotency_token("another", "bronze", 0), idempotency_token(FLOW_RUN, "bronze", 1)}) == 4
     assert len(first) <= 64
+    assert submit_request("bronze", make_settings(), FLOW_RUN, 3)["idempotency_token"] == idempotency_token(FLOW_RUN, "bronze", 3)
 
 
-def test_job_id_mode_calls_run_now_with_the_job_id():
-    settings = make_settings(run_mode="job_id", bronze_job_id=111, silver_job_id=JOB_ID, catalog="prod", schema_name="orders")
-    with respx.mock(assert_all_called=False) as api:
-        submit = api.post(f"{API}/runs/submit")
-        run_now = api.post(f"{API}/run-now").mock(return_value=ok({"run_id": RUN_ID, "number_in_job": 7}))
-        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("TERMINATED", "SUCCESS")))
-        result = run_layer_on_databricks.fn("silver", settings, FLOW_RUN)
+# --- cancel after max_wait ------------------------------------------------------------------------
 
-    assert result["run_id"] == RUN_ID and submit.call_count == 0
-    assert body(run_now.calls[0]) == {
-        "job_id": JOB_ID,
-        "idempotency_token": idempotency_token(FLOW_RUN, "silver"),
-        "job_parameters": {"catalog": "prod", "schema": "orders", "source_path": "/Volumes/main/logistics/landing"},
+
+def test_a_run_that_outlives_max_wait_is_cancelled(fake):
+    fake.outcomes.append(Outcome(hold=True))
+    with pytest.raises(PipelineError, match="was cancelled after 0 s .max_wait_seconds=0.05. while RUNNING") as raised:
+        run(make_settings(fake, max_wait_seconds=0.05, poll_frequency_seconds=0.01), layer="silver")
+    [held] = fake.runs.values()
+    assert fake.bodies(CANCEL) == [{"run_id": held.run_id}] and held.cancelled
+    assert fake.run_page_url(held) in str(raised.value)
+    assert fake.bodies(SUBMIT)[0]["timeout_seconds"] == 1  # Databricks enforces max_wait too
+
+
+def test_a_cancel_that_fails_says_where_to_cancel(fake):
+    fake.outcomes.append(Outcome(hold=True))
+    fake.fail_next("POST", CANCEL, *["503"] * 10)
+    settings = make_settings(fake, max_wait_seconds=0.05, poll_frequency_seconds=0.01, api_retry_timeout_seconds=3)
+    with pytest.raises(PipelineError, match=r"did not finish within 0.05 s and cancelling it failed .*: cancel it at https://") as raised:
+        run(settings)
+    assert "\n" not in str(raised.value) and not next(iter(fake.runs.values())).cancelled
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+
+def test_the_token_is_never_in_logs_or_errors(fake, caplog):
+    fake.outcomes.append(Outcome("FAILED", "Workload failed", logs="error: boom\n"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(PipelineError) as failed:
+        run(make_settings(fake))
+    with caplog.at_level(logging.DEBUG), pytest.raises(PipelineError) as refused:
+        run(make_settings(fake, token="dapi-wrong-TOKEN-s3cret"))
+    assert any(record.name.startswith("databricks.sdk") for record in caplog.records)  # the SDK's debug log was on
+    assert str(refused.value).startswith("Databricks runs/submit (bronze) failed: UNAUTHENTICATED: Invalid access token.")
+    assert str(refused.value).endswith("(check the Databricks credentials and their permissions)") and "\n" not in str(refused.value)
+    for text in (caplog.text, str(failed.value), str(refused.value), repr(make_settings(fake))):
+        assert TOKEN not in text and "dapi-wrong-TOKEN-s3cret" not in text
+
+
+# --- the job spec: serverless, job clusters, run-now ---------------------------------------------------
+
+
+@pytest.mark.parametrize("task_type", ["python_wheel", "spark_python"])
+def test_serverless_runs_in_environment_4_with_the_wheel(fake, task_type):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    run(make_settings(fake, compute="serverless", task_type=task_type, python_file="/Workspace/Shared/logistics/spark_job.py"))
+    [body] = fake.bodies(SUBMIT)
+    assert body["environments"] == [{"environment_key": "logistics", "spec": {"environment_version": "4", "dependencies": [WHEEL]}}]
+    [task] = body["tasks"]
+    assert task["environment_key"] == "logistics" and f"{task_type}_task" in task
+    assert not {"existing_cluster_id", "new_cluster", "libraries"} & task.keys()
+    assert body["run_name"] == "logistics-pipeline bronze (flow run 0f6d3c1e)" and body["timeout_seconds"] == 10
+
+
+def test_a_job_cluster_runs_dbr_17_3_with_the_wheel_as_a_library(fake):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    run(make_settings(fake, compute="new_cluster", new_cluster_node_type_id="i3.xlarge", new_cluster_num_workers=4))
+    [task] = fake.bodies(SUBMIT)[0]["tasks"]
+    assert task["new_cluster"] == {"spark_version": "17.3.x-scala2.13", "node_type_id": "i3.xlarge", "num_workers": 4, "data_security_mode": "SINGLE_USER"}
+    assert task["libraries"] == [{"whl": WHEEL}]
+    assert task["python_wheel_task"] == {
+        "package_name": "logistics_pipeline_job", "entry_point": "logistics-spark",
+        "parameters": ["bronze", "--catalog", "main", "--schema", "logistics", "--source-path", "/Volumes/main/logistics/landing"],
     }
+    assert "environments" not in fake.bodies(SUBMIT)[0]
+
+
+def test_an_existing_cluster_gets_the_wheel_and_silver_no_source_path(fake):
+    fake.outcomes.append(Outcome(logs=job_output("silver", [asdict(c) for c in SILVER])))
+    result = run(make_settings(fake, compute="existing_cluster", existing_cluster_id="0923-164208-meows279"), layer="silver")
+    [task] = fake.bodies(SUBMIT)[0]["tasks"]
+    assert task["existing_cluster_id"] == "0923-164208-meows279" and task["libraries"] == [{"whl": WHEEL}]
+    assert task["python_wheel_task"]["parameters"] == ["silver", "--catalog", "main", "--schema", "logistics"]
+    assert silver_counts(result["summary"]) == SILVER
+
+
+def test_run_now_starts_the_job_and_reads_the_layers_task(fake):
+    """A job with every layer as a task (the bundle's): run-now with the job id and parameters;
+    the summary is the output of the task keyed by the layer."""
+    fake.jobs[JOB_ID] = ["bronze", "stream", "silver", "gold"]
+    fake.outcomes.append(Outcome(logs=job_output("silver", [asdict(c) for c in SILVER])))
+    settings = make_settings(fake, run_mode="job_id", bronze_job_id=111, silver_job_id=JOB_ID, catalog="prod", schema_name="orders", wheel_path=None)
+    result = run(settings, layer="silver")
+
+    assert not fake.sent("POST", SUBMIT)
+    assert fake.bodies(RUN_NOW) == [{
+        "job_id": JOB_ID, "idempotency_token": idempotency_token(FLOW_RUN, "silver", 0),
+        "job_parameters": {"catalog": "prod", "schema": "orders", "source_path": "/Volumes/main/logistics/landing"},
+    }]
+    [created] = fake.runs.values()
+    silver_task = next(t for t in created.tasks if t["task_key"] == "silver")
+    assert [r.query["run_id"] for r in fake.sent("GET", OUTPUT)] == [str(silver_task["run_id"])]
+    assert silver_counts(result["summary"]) == SILVER
 
 
 def test_job_id_mode_without_a_job_id_says_which_setting():
     with pytest.raises(PipelineError, match="LOGISTICS_DATABRICKS_BRONZE_JOB_ID"):
-        build_run_now_payload("bronze", make_settings(run_mode="job_id"), FLOW_RUN)
+        run_now_request("bronze", make_settings(run_mode="job_id"), FLOW_RUN, 0)
 
 
-# --- the job spec for each compute and task type ---------------------------------------------
-
-
-def _task(payload: dict) -> dict:
-    assert payload["run_name"].startswith("logistics-pipeline bronze")
-    assert payload["timeout_seconds"] == 10
-    [task] = payload["tasks"]
-    assert task["task_key"] == "bronze"
-    return task
-
-
-def test_wheel_task_on_existing_cluster():
-    settings = make_settings(compute="existing_cluster", existing_cluster_id="0923-164208-meows279")
-    task = _task(build_submit_payload("bronze", settings, FLOW_RUN))
-    assert task == {
-        "task_key": "bronze",
-        "existing_cluster_id": "0923-164208-meows279",
-        "libraries": [{"whl": WHEEL}],
-        "python_wheel_task": {
-            "package_name": "logistics_pipeline",
-            "entry_point": "logistics-spark",
-            "parameters": ["bronze", "--catalog", "main", "--schema", "logistics", "--source-path", "/Volumes/main/logistics/landing"],
-        },
-    }
-
-
-def test_spark_python_task_on_new_cluster():
-    settings = make_settings(
-        compute="new_cluster", new_cluster_node_type_id="i3.xlarge", new_cluster_num_workers=4,
-        task_type="spark_python", python_file="/Volumes/main/logistics/artifacts/spark_entrypoint.py",
-    )
-    task = _task(build_submit_payload("bronze", settings, FLOW_RUN))
-    assert task["new_cluster"] == {
-        "spark_version": "15.4.x-scala2.12", "node_type_id": "i3.xlarge", "num_workers": 4, "data_security_mode": "SINGLE_USER",
-    }
-    assert task["libraries"] == [{"whl": WHEEL}]
-    assert task["spark_python_task"]["python_file"] == "/Volumes/main/logistics/artifacts/spark_entrypoint.py"
-    assert task["spark_python_task"]["parameters"][:3] == ["bronze", "--catalog", "main"]
-    assert "python_wheel_task" not in task and "existing_cluster_id" not in task
-
-
-@pytest.mark.parametrize("task_type", ["python_wheel", "spark_python"])
-def test_serverless_uses_an_environment_with_the_wheel(task_type):
-    settings = make_settings(compute="serverless", task_type=task_type, python_file="/Workspace/Shared/logistics/spark_entrypoint.py")
-    payload = build_submit_payload("bronze", settings, FLOW_RUN)
-    task = _task(payload)
-    assert payload["environments"] == [{"environment_key": "logistics", "spec": {"environment_version": "2", "dependencies": [WHEEL]}}]
-    assert task["environment_key"] == "logistics"
-    assert f"{task_type}_task" in task
-    assert not {"existing_cluster_id", "new_cluster", "libraries"} & task.keys()
-
-
-def test_silver_gets_no_source_path():
-    params = build_submit_payload("silver", make_settings(), FLOW_RUN)["tasks"][0]["python_wheel_task"]["parameters"]
-    assert params == ["silver", "--catalog", "main", "--schema", "logistics"]
+def test_submit_without_a_wheel_names_the_setting():
+    with pytest.raises(PipelineError, match="set LOGISTICS_DATABRICKS_WHEEL_PATH") as raised:
+        submit_request("bronze", make_settings(wheel_path=None), FLOW_RUN, 0)
+    assert "make job-wheel" in str(raised.value) and "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -321,26 +345,49 @@ def test_silver_gets_no_source_path():
 )
 def test_incomplete_spec_names_the_missing_setting(overrides, setting):
     with pytest.raises(PipelineError, match=setting):
-        build_submit_payload("bronze", make_settings(**overrides), FLOW_RUN)
+        submit_request("bronze", make_settings(**overrides), FLOW_RUN, 0)
 
 
-# --- settings and credentials ------------------------------------------------------------------------------
+# --- the job's summary ------------------------------------------------------------------------------
+
+
+def test_the_summary_is_the_last_json_line_of_the_layer():
+    logs = job_output("silver", [asdict(c) for c in SILVER]) + "24/12/05 10:00:01 INFO SparkContext: Successfully stopped SparkContext\n"
+    assert job_summary(logs, "silver") == {"layer": "silver", "tables": [asdict(c) for c in SILVER], "failed": []}
+    assert job_summary(logs, "bronze") is None and job_summary(None, "silver") is None
+    assert job_error("chatter\nerror: first\nmore\nerror: the   job's\treason\n") == "the job's reason"
+
+
+def test_bronze_and_stream_summaries_read_as_the_local_bronze_layer():
+    assert [(t.table, t.rows, t.ingested) for t in bronze_tables(json.loads(job_output("bronze", BRONZE).splitlines()[-1]))] == [
+        ("crm_cust_info", 18494, True), ("erp_loc_a101", 18484, False),
+    ]
+    stream = {"layer": "stream", "tables": [{"table": "main.logistics.bronze_kafka_orders", "rows": 120, "new_rows": 0, "partitions": 3}], "failed": []}
+    assert [(t.table, t.rows, t.ingested) for t in bronze_tables(stream)] == [("kafka_orders", 120, False)]
+
+
+def test_a_summary_of_another_version_is_one_line():
+    with pytest.raises(PipelineError, match="is the job wheel from the same version as the flow"):
+        silver_counts({"layer": "silver", "tables": [{"table": "x", "rows": 3}], "failed": []})
+    with pytest.raises(PipelineError, match="counts do not reconcile"):
+        silver_counts({"layer": "silver", "tables": [{**asdict(SILVER[0]), "rows_out": 1}], "failed": []})
+
+
+# --- settings and credentials -----------------------------------------------------------------------
 
 
 def test_settings_defaults_and_env_names(monkeypatch):
     defaults = DatabricksSettings()
     assert (defaults.run_mode, defaults.compute, defaults.task_type) == ("submit", "serverless", "python_wheel")
-    assert defaults.max_wait_seconds == 3 * 60 * 60 and defaults.poll_frequency_seconds == 30
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_SCHEMA", "orders")
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_COMPUTE", "existing_cluster")
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_EXISTING_CLUSTER_ID", "0923-164208-meows279")
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_RUN_MODE", "job_id")
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_BRONZE_JOB_ID", "42")
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_MAX_WAIT_SECONDS", "600")
-    monkeypatch.setenv("LOGISTICS_DATABRICKS_HOST", HOST)
+    assert (defaults.new_cluster_spark_version, defaults.serverless_environment_version) == ("17.3.x-scala2.13", "4")
+    assert (defaults.package_name, defaults.entry_point, defaults.wheel_path) == ("logistics_pipeline_job", "logistics-spark", None)
+    assert defaults.max_wait_seconds == 3 * 60 * 60 and defaults.poll_frequency_seconds == 30 and defaults.run_retries == 0
+    for name, value in {"SCHEMA": "orders", "COMPUTE": "existing_cluster", "EXISTING_CLUSTER_ID": "0923-164208-meows279", "RUN_MODE": "job_id",
+                        "BRONZE_JOB_ID": "42", "MAX_WAIT_SECONDS": "600", "HOST": "dbc-1.cloud.databricks.com", "WHEEL_PATH": WHEEL}.items():
+        monkeypatch.setenv(f"LOGISTICS_DATABRICKS_{name}", value)
     settings = DatabricksSettings()
     assert (settings.schema_name, settings.compute, settings.existing_cluster_id) == ("orders", "existing_cluster", "0923-164208-meows279")
-    assert (settings.run_mode, settings.bronze_job_id, settings.max_wait_seconds, settings.host) == ("job_id", 42, 600, HOST)
+    assert (settings.run_mode, settings.bronze_job_id, settings.max_wait_seconds, settings.host, settings.wheel_path) == ("job_id", 42, 600, "dbc-1.cloud.databricks.com", WHEEL)
 
 
 def test_missing_credentials_is_one_line():
@@ -351,28 +398,47 @@ def test_missing_credentials_is_one_line():
     assert "LOGISTICS_DATABRICKS_CREDENTIALS_BLOCK" in MISSING_CREDENTIALS and "DATABRICKS_TOKEN" in MISSING_CREDENTIALS
 
 
-def test_run_without_credentials_fails_before_any_request():
-    with respx.mock() as api, pytest.raises(PipelineError, match="needs Databricks credentials"):
+def test_run_without_credentials_fails_before_any_request(fake):
+    with pytest.raises(PipelineError, match="needs Databricks credentials"):
         run_layer_on_databricks.fn("bronze", DatabricksSettings(), FLOW_RUN)
-    assert not api.calls
+    assert not fake.requests
 
 
-def test_env_host_and_token_build_a_block(monkeypatch):
-    monkeypatch.setenv("DATABRICKS_HOST", f"https://{HOST}/")
+@pytest.mark.parametrize("host", ["dbc-1234abcd-5678.cloud.databricks.com", "https://dbc-1234abcd-5678.cloud.databricks.com/", " http://dbc-1234abcd-5678.cloud.databricks.com "])
+def test_a_host_with_or_without_https_is_kept_bare(monkeypatch, host):
+    monkeypatch.setenv("DATABRICKS_HOST", host)
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-    credentials = require_credentials(DatabricksSettings())
-    assert credentials.databricks_instance == HOST
-    assert credentials.token.get_secret_value() == TOKEN
-    assert TOKEN not in repr(DatabricksSettings()) and TOKEN not in repr(credentials)
+    auth = resolve_credentials(DatabricksSettings())
+    assert auth == DatabricksAuth(host="dbc-1234abcd-5678.cloud.databricks.com", token=TOKEN)
+    assert auth.url == "https://dbc-1234abcd-5678.cloud.databricks.com" and auth.method == "pat"
+    assert sdk_config(auth, DatabricksSettings()).host == auth.url
+    assert TOKEN not in repr(auth) and TOKEN not in str(auth) and TOKEN not in repr(DatabricksSettings())
+
+
+def test_a_host_that_is_not_one_is_refused():
+    with pytest.raises(PipelineError, match="is not a workspace host"):
+        bare_host("dbc-1.cloud.databricks.com/some/path")
+
+
+def test_service_principal_credentials(monkeypatch):
+    monkeypatch.setenv("DATABRICKS_HOST", "adb-1234.5.azuredatabricks.net")
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "6f1c0b6e-sp")
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "dose-SECRET")
+    auth = resolve_credentials(DatabricksSettings())
+    assert (auth.method, auth.client_id, auth.client_secret, auth.token) == ("oauth-m2m", "6f1c0b6e-sp", "dose-SECRET", None)
+    monkeypatch.setenv("DATABRICKS_AZURE_TENANT_ID", "tenant-1")
+    entra = resolve_credentials(DatabricksSettings())
+    assert (entra.method, entra.tenant_id) == ("azure-client-secret", "tenant-1")
+    assert "dose-SECRET" not in repr(auth) + repr(entra)
 
 
 @pytest.mark.parametrize(
     ("env", "complaint"),
     [
-        ({"DATABRICKS_HOST": HOST}, "DATABRICKS_HOST is set but not how to sign in"),
+        ({"DATABRICKS_HOST": "dbc-1.cloud.databricks.com"}, "DATABRICKS_HOST is set but not how to sign in"),
         ({"DATABRICKS_TOKEN": TOKEN}, "set DATABRICKS_HOST"),
-        ({"DATABRICKS_HOST": HOST, "DATABRICKS_CLIENT_ID": "sp-id"}, "needs both DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET"),
-        ({"DATABRICKS_HOST": HOST, "DATABRICKS_TOKEN": TOKEN, "DATABRICKS_CLIENT_ID": "a", "DATABRICKS_CLIENT_SECRET": "b"}, "not both"),
+        ({"DATABRICKS_HOST": "dbc-1.cloud.databricks.com", "DATABRICKS_CLIENT_ID": "sp-id"}, "needs both DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET"),
+        ({"DATABRICKS_HOST": "h.cloud.databricks.com", "DATABRICKS_TOKEN": TOKEN, "DATABRICKS_CLIENT_ID": "a", "DATABRICKS_CLIENT_SECRET": "b"}, "not both"),
     ],
 )
 def test_incomplete_credentials_say_what_is_missing(monkeypatch, env, complaint):
@@ -383,50 +449,23 @@ def test_incomplete_credentials_say_what_is_missing(monkeypatch, env, complaint)
     assert TOKEN not in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_service_principal_signs_in_with_oauth(monkeypatch):
-    monkeypatch.setenv("DATABRICKS_HOST", HOST)
-    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "6f1c0b6e-sp")
-    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "dose-secret")
-    settings = DatabricksSettings(poll_frequency_seconds=0.01)
-    with respx.mock(assert_all_called=True) as api:
-        oidc = api.post(f"https://{HOST}/oidc/v1/token").mock(
-            return_value=ok({"access_token": "oauth-access-token", "token_type": "Bearer", "expires_in": 3600})
-        )
-        submit = api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
-        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("TERMINATED", "SUCCESS")))
-        run_layer_on_databricks.fn("bronze", settings, FLOW_RUN)
-    assert submit.calls[0].request.headers["Authorization"] == "Bearer oauth-access-token"
-    assert oidc.calls[0].request.content == b"grant_type=client_credentials&scope=all-apis"
-    assert oidc.calls[0].request.headers["Authorization"].startswith("Basic ")
+def test_a_service_principal_signs_in_with_oauth_m2m(fake):
+    fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
+    settings = make_settings(fake, token=None, client_id=fake.client_id, client_secret=fake.client_secret)
+    run(settings)
+    [token_request] = fake.sent("POST", "/oidc/v1/token")
+    assert token_request.headers["authorization"].startswith("Basic ")
+    assert all(r.headers["authorization"] == f"Bearer {fake.access_token}" for r in fake.requests if r.path.startswith("/api/"))
 
 
-def test_saved_block_is_loaded_by_name(monkeypatch):
-    from prefect_databricks import DatabricksCredentials
-
-    loaded = []
-
-    def fake_load(name, **kwargs):
-        loaded.append(name)
-        return DatabricksCredentials(databricks_instance=f"https://{HOST}", token=TOKEN)
-
-    monkeypatch.setattr(DatabricksCredentials, "load", fake_load)
-    credentials = require_credentials(DatabricksSettings(credentials_block="databricks-prod"))
-    assert loaded == ["databricks-prod"] and credentials.databricks_instance == HOST
+def test_a_refused_service_principal_is_one_line(fake):
+    settings = make_settings(fake, token=None, client_id=fake.client_id, client_secret="wrong-SECRET")
+    with pytest.raises(PipelineError, match="Databricks runs/submit .bronze. failed") as raised:
+        run(settings)
+    assert "wrong-SECRET" not in str(raised.value) and "\n" not in str(raised.value) and not fake.runs
 
 
-def test_a_block_that_cannot_be_loaded_is_one_line(monkeypatch):
-    from prefect_databricks import DatabricksCredentials
-
-    def missing(name, **kwargs):
-        raise ValueError(f"Unable to find block document named {name} for block type databricks-credentials")
-
-    monkeypatch.setattr(DatabricksCredentials, "load", missing)
-    with pytest.raises(PipelineError, match="cannot load the DatabricksCredentials block 'nope'") as raised:
-        require_credentials(DatabricksSettings(credentials_block="nope"))
-    assert "\n" not in str(raised.value)
-
-
-# --- the order stream ----------------------------------------------------------------------------
+# --- the order stream ------------------------------------------------------------------------------
 
 KAFKA = "pkc-12345.eu-west-1.aws.confluent.cloud:9092"
 KAFKA_PASSWORD = "kafka-s3cret-PASSWORD"
@@ -444,19 +483,22 @@ def sasl_connection():
     )
 
 
-def test_stream_task_runs_the_entrypoint_with_the_secret_scope_not_the_secret():
-    settings = stream_settings(make_settings(kafka_secret_scope="kafka"), sasl_connection(), "orders")
-    payload = build_submit_payload("stream", settings, FLOW_RUN)
-    [task] = payload["tasks"]
-    assert task["task_key"] == "stream" and payload["run_name"].startswith("logistics-pipeline stream")
-    assert task["python_wheel_task"]["parameters"] == [
+def test_the_stream_runs_with_the_secret_scope_not_the_secret(fake):
+    stream = {"layer": "stream", "tables": [{"table": "main.logistics.bronze_kafka_orders", "rows": 120, "new_rows": 20, "partitions": 3}], "failed": []}
+    fake.outcomes.append(Outcome(logs=json.dumps(stream) + "\n"))
+    settings = stream_settings(make_settings(fake, kafka_secret_scope="kafka"), sasl_connection(), "orders")
+    result = run(settings, layer="stream")
+    [body] = fake.bodies(SUBMIT)
+    assert body["tasks"][0]["task_key"] == "stream" and body["run_name"].startswith("logistics-pipeline stream")
+    assert body["tasks"][0]["python_wheel_task"]["parameters"] == [
         "stream", "--catalog", "main", "--schema", "logistics",
         "--bootstrap-servers", KAFKA, "--topic", "orders",
         "--checkpoint", "/Volumes/main/logistics/checkpoints/kafka_orders",
         "--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN", "--kafka-secret-scope", "kafka",
     ]
-    assert payload["idempotency_token"] == idempotency_token(FLOW_RUN, "stream") != idempotency_token(FLOW_RUN, "bronze")
-    sent = json.dumps(payload)
+    assert body["idempotency_token"] == idempotency_token(FLOW_RUN, "stream", 0) != idempotency_token(FLOW_RUN, "bronze", 0)
+    assert result["summary"] == stream
+    sent = json.dumps([r.body for r in fake.requests])
     assert KAFKA_PASSWORD not in sent and KAFKA_USERNAME not in sent
 
 
@@ -465,8 +507,7 @@ def test_stream_settings_for_databricks_win_over_the_pipelines():
         kafka_bootstrap_servers="10.0.0.5:9092", kafka_topic="orders-prod", kafka_security_protocol="PLAINTEXT",
         stream_checkpoint="abfss://lake@acct.dfs.core.windows.net/checkpoints/orders",
     )
-    settings = stream_settings(databricks, sasl_connection(), "orders")
-    params = build_submit_payload("stream", settings, FLOW_RUN)["tasks"][0]["python_wheel_task"]["parameters"]
+    params = entrypoint_parameters("stream", stream_settings(databricks, sasl_connection(), "orders"))
     assert params[5:] == [
         "--bootstrap-servers", "10.0.0.5:9092", "--topic", "orders-prod",
         "--checkpoint", "abfss://lake@acct.dfs.core.windows.net/checkpoints/orders", "--security-protocol", "PLAINTEXT",
@@ -487,13 +528,9 @@ def test_sasl_without_a_secret_scope_is_refused_before_any_run():
 
 def test_stream_job_id_mode_passes_the_stream_parameters():
     settings = stream_settings(make_settings(run_mode="job_id", stream_job_id=JOB_ID, kafka_secret_scope="kafka"), sasl_connection(), "orders")
-    with respx.mock(assert_all_called=True) as api:
-        run_now = api.post(f"{API}/run-now").mock(return_value=ok({"run_id": RUN_ID, "number_in_job": 3}))
-        api.get(f"{API}/runs/get").mock(return_value=ok(run_json("TERMINATED", "SUCCESS")))
-        run_layer_on_databricks.fn("stream", settings, FLOW_RUN)
-    assert body(run_now.calls[0]) == {
+    assert run_now_request("stream", settings, FLOW_RUN, 0) == {
         "job_id": JOB_ID,
-        "idempotency_token": idempotency_token(FLOW_RUN, "stream"),
+        "idempotency_token": idempotency_token(FLOW_RUN, "stream", 0),
         "job_parameters": {
             "catalog": "main", "schema": "logistics", "bootstrap_servers": KAFKA, "topic": "orders",
             "checkpoint": "/Volumes/main/logistics/checkpoints/kafka_orders", "security_protocol": "SASL_SSL",
@@ -501,14 +538,4 @@ def test_stream_job_id_mode_passes_the_stream_parameters():
         },
     }
     with pytest.raises(PipelineError, match="LOGISTICS_DATABRICKS_STREAM_JOB_ID"):
-        build_run_now_payload("stream", make_settings(run_mode="job_id", kafka_bootstrap_servers=KAFKA), FLOW_RUN)
-
-
-def test_stream_run_submits_and_waits_like_the_other_layers():
-    settings = stream_settings(make_settings(kafka_bootstrap_servers=KAFKA), None, "orders")
-    with respx.mock(assert_all_called=True) as api:
-        submit = api.post(f"{API}/runs/submit").mock(return_value=ok({"run_id": RUN_ID}))
-        api.get(f"{API}/runs/get").mock(side_effect=[ok(run_json("RUNNING")), ok(run_json("TERMINATED", "SUCCESS"))])
-        result = run_layer_on_databricks.fn("stream", settings, FLOW_RUN)
-    assert result["result_state"] == "SUCCESS"
-    assert body(submit.calls[0])["tasks"][0]["python_wheel_task"]["parameters"][:2] == ["stream", "--catalog"]
+        run_now_request("stream", make_settings(run_mode="job_id", kafka_bootstrap_servers=KAFKA), FLOW_RUN, 0)
