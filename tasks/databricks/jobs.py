@@ -208,7 +208,7 @@ def _call(what: str, call: Callable[[], T]) -> T:
         raise PipelineError(one_line(f"Databricks {what} failed: sign-in refused: {error} (check the Databricks credentials)")) from None
     except TimeoutError as error:  # the SDK's retries ran out (api_retry_timeout_seconds)
         cause = error.__cause__ or error
-        raise PipelineError(one_line(f"Databricks {what} failed, retried until {error}: {type(cause).__name__}: {cause}")) from None
+        raise PipelineError(one_line(f"Databricks {what} failed (gave up retrying: {error}): {type(cause).__name__}: {cause}")) from None
     except OSError as error:  # requests' errors the SDK does not retry
         raise PipelineError(one_line(f"Databricks {what} failed: {type(error).__name__}: {error}")) from None
 

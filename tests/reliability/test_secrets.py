@@ -77,8 +77,8 @@ def outputs(tmp_path_factory, request):
         "LOGISTICS_KAFKA_PASSWORD": KAFKA_PASSWORD,
         "DATABRICKS_HOST": UNREACHABLE,
         "DATABRICKS_TOKEN": DATABRICKS_TOKEN,
-        "LOGISTICS_DATABRICKS_API_MAX_RETRIES": "1",
-        "LOGISTICS_DATABRICKS_API_BACKOFF_SECONDS": "0.2",
+        "LOGISTICS_DATABRICKS_API_RETRY_TIMEOUT_SECONDS": "2",
+        "LOGISTICS_DATABRICKS_WHEEL_PATH": "/Volumes/main/logistics/artifacts/logistics_pipeline_job-0.1.0-py3-none-any.whl",
     }
     commands = {
         "produce, SASL from env, unreachable": ["produce", "--orders", "10", "--bootstrap-servers", UNREACHABLE],

@@ -180,7 +180,7 @@ def test_a_lost_response_then_a_retry_attaches_to_the_same_run(fake):
     fake.outcomes.append(Outcome(logs=job_output("bronze", BRONZE)))
     fake.fail_next("POST", SUBMIT, *["drop"] * 20)
     settings = make_settings(fake, api_retry_timeout_seconds=5)
-    with pytest.raises(PipelineError, match=r"runs/submit \(bronze\) failed, retried until Timed out after 0:00:05: ConnectionError") as raised:
+    with pytest.raises(PipelineError, match=r"runs/submit \(bronze\) failed \(gave up retrying: Timed out after 0:00:05\): ConnectionError") as raised:
         run(settings)
     assert "\n" not in str(raised.value)
     [started] = fake.runs.values()
