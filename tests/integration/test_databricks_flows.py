@@ -105,7 +105,7 @@ def test_silver_returns_and_publishes_the_jobs_counts(fake):
     fake.outcomes.append(Outcome(logs=summary("silver", [asdict(c) for c in SILVER])))
     state = silver_layer(engine="databricks", return_state=True)
     assert state.result() == SILVER
-    assert artifact(state, "silver-layer") == [asdict(c) for c in SILVER]
+    assert artifact(state, "silver-layer") == json.loads(json.dumps([asdict(c) for c in SILVER]))
 
 
 def test_a_failed_run_is_retried_by_prefect_with_a_new_run(fake, monkeypatch):

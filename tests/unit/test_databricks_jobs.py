@@ -353,7 +353,7 @@ def test_incomplete_spec_names_the_missing_setting(overrides, setting):
 
 def test_the_summary_is_the_last_json_line_of_the_layer():
     logs = job_output("silver", [asdict(c) for c in SILVER]) + "24/12/05 10:00:01 INFO SparkContext: Successfully stopped SparkContext\n"
-    assert job_summary(logs, "silver") == {"layer": "silver", "tables": [asdict(c) for c in SILVER], "failed": []}
+    assert job_summary(logs, "silver") == json.loads(json.dumps({"layer": "silver", "tables": [asdict(c) for c in SILVER], "failed": []}))
     assert job_summary(logs, "bronze") is None and job_summary(None, "silver") is None
     assert job_error("chatter\nerror: first\nmore\nerror: the   job's\treason\n") == "the job's reason"
 
