@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
@@ -72,6 +74,51 @@ def open_table(uri: str) -> DeltaTable | None:
         raise DamagedTableError(uri, f"its Delta log cannot be read ({first_line(error)})") from None
 
 
+def read_table(uri: str, *, version: int | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+    """A table (at ``version``) as a polars frame, whatever characters the lake's path holds.
+
+    polars opens a table's data files by the names delta-rs gives (``file_uris``), and for a
+    local table those are percent-encoded paths without a scheme: under a folder named with
+    a space, ``#``, ``?``, ``%`` or a non-ASCII letter they name files that do not exist.
+    Such tables are read through delta-rs' own dataset (pyarrow), which decodes the names."""
+    return pl.read_delta(uri, version=version, columns=columns, use_pyarrow=is_local(uri) and _encoded_by_delta_rs(uri))
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._-]*")
+
+
+def _encoded_by_delta_rs(path: str) -> bool:
+    """Whether delta-rs may percent-encode this local path (anything but letters, digits and ``/._-``)."""
+    return _PLAIN_PATH.fullmatch(path) is None
+
+
+def data_file_path(file_uri: str) -> str:
+    """The local path of a data file ``file_uris`` names (percent-encoded, see ``read_table``)."""
+    return unquote(file_uri)
+
+
+def commit_history(table: DeltaTable, limit: int | None = None) -> list[dict[str, Any]]:
+    """The table's commits, latest first, as ``DeltaTable.history`` gives them.
+
+    delta-rs returns no history at all for a local table under a path holding ``#`` or
+    ``?`` (it reads the log through a URL, where they start a fragment or a query); such a
+    table's commits are read from its log files, back to the oldest one still there."""
+    commits = table.history(limit)
+    if commits or table.version() < 0 or not table.table_uri.startswith("file://"):
+        return commits
+    log = Path(data_file_path(table.table_uri.removeprefix("file://"))) / "_delta_log"
+    oldest = -1 if limit is None else max(table.version() - limit, -1)
+    for version in range(table.version(), oldest, -1):
+        path = log / f"{version:020d}.json"
+        if not path.is_file():
+            break
+        for line in path.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "commitInfo" in action:
+                commits.append({**action["commitInfo"], "version": version})
+    return commits
+
+
 def table_exists(uri: str) -> bool:
     return open_table(uri) is not None
 
@@ -87,7 +134,7 @@ def table_state(uri: str) -> str | None:
     or None when there is no table. The version alone repeats when a table is reset by hand
     or recreated; the id and the commit's time do not."""
     table = open_table(uri)
-    return None if table is None else state_of(uri, table, table.history(limit=1)[0])
+    return None if table is None else state_of(uri, table, commit_history(table, limit=1)[0])
 
 
 def state_of(uri: str, table: DeltaTable, latest_commit: dict[str, Any]) -> str:
@@ -99,7 +146,7 @@ def recorded_input(uri: str) -> str | None:
     table = open_table(uri)
     if table is None:
         return None
-    for commit in table.history(limit=1):
+    for commit in commit_history(table, limit=1):
         value = commit.get(INPUT_KEY)
         return None if value is None else str(value)
     return None
@@ -120,7 +167,7 @@ def rows_written(table: DeltaTable) -> int | None:
     """Rows the commits since the last full write added, as their commit info says (None when
     that cannot be told from the last ``HISTORY_CHECKED`` commits)."""
     total = 0
-    history = table.history(limit=HISTORY_CHECKED)
+    history = commit_history(table, limit=HISTORY_CHECKED)
     for commit in history:
         operation = commit.get("operation")
         if operation in _ROW_NEUTRAL:
@@ -146,7 +193,7 @@ def table_problem(uri: str) -> str | None:
     if table is None:
         return None
     if is_local(uri):
-        missing = [path for path in table.file_uris() if not os.path.isfile(path)]
+        missing = [path for path in map(data_file_path, table.file_uris()) if not os.path.isfile(path)]
         if missing:
             return f"{len(missing)} of its data files are missing (e.g. {Path(missing[0]).name})"
     expected = rows_written(table)

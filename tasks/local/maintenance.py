@@ -41,7 +41,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from logistics_pipeline.tasks.errors import PipelineError, one_line
-from logistics_pipeline.tasks.local.lake import Lake, table_exists
+from logistics_pipeline.tasks.local.lake import Lake, commit_history, table_exists
 from logistics_pipeline.tasks.settings import MaintenanceSettings
 
 LAYERS = ("bronze", "silver", "quarantine")
@@ -139,7 +139,7 @@ def data_files_on_disk(uri: str) -> int | None:
 
 def carried_metadata(table: DeltaTable) -> dict[str, str]:
     """The table's ``logistics.*`` commit metadata (what it was built from), to repeat on maintenance commits."""
-    latest = table.history(limit=1)
+    latest = commit_history(table, limit=1)
     if not latest:
         return {}
     return {

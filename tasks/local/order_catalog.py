@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from logistics_pipeline.tasks.core.orders import ReferenceData, reference_from
-from logistics_pipeline.tasks.local.lake import Lake, table_exists
+from logistics_pipeline.tasks.local.lake import Lake, read_table, table_exists
 from logistics_pipeline.tasks.settings import DEFAULT_SOURCE_DIR
 
 
@@ -17,9 +17,9 @@ def reference_data(lake_root: str, source_dir: Path = DEFAULT_SOURCE_DIR) -> Ref
     lake = Lake(lake_root)
     customers_uri, products_uri = lake.uri("silver", "crm_cust_info"), lake.uri("silver", "crm_prd_info")
     if table_exists(customers_uri) and table_exists(products_uri):
-        customers = pl.read_delta(customers_uri, columns=["cst_id"])["cst_id"]
+        customers = read_table(customers_uri, columns=["cst_id"])["cst_id"]
         products = (
-            pl.read_delta(products_uri, columns=["prd_key", "prd_cost", "prd_end_dt"])
+            read_table(products_uri, columns=["prd_key", "prd_cost", "prd_end_dt"])
             .filter(pl.col("prd_end_dt").is_null())
             .select(number=pl.col("prd_key"), cost=pl.col("prd_cost"))
         )

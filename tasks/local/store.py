@@ -30,12 +30,12 @@ class DeltaStore:
         found = lake.open_table(uri)
         if found is None:
             return None
-        commit = found.history(limit=1)[0]
+        commit = lake.commit_history(found, limit=1)[0]
         metadata = {key: value for key, value in commit.items() if key.startswith("logistics.")}
         return Commit(found.version(), lake.state_of(uri, found, commit), metadata)
 
     def read(self, layer: str, table: str, version: int) -> nw.LazyFrame:
-        return nw.from_native(pl.read_delta(self.lake.uri(layer, table), version=version).lazy())
+        return nw.from_native(lake.read_table(self.lake.uri(layer, table), version=version).lazy())
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         return frame.collect().lazy()
