@@ -193,6 +193,23 @@ def generate_datasets(
         typer.echo(f"{out / name}: {count} rows")
 
 
+@app.command()
+def quality(
+    lake: LakeDir = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="How many of the latest silver runs to show.")] = 7,
+    table: Annotated[str | None, typer.Option("--table", help="Only this silver table, e.g. crm_sales_details.")] = None,
+) -> None:
+    """Print the last silver runs' quality results per table and rule (share of rows quarantined per run), and the trend."""
+    from logistics_pipeline.tasks.core.quality_log import quality_report
+    from logistics_pipeline.tasks.local.lake import Lake
+    from logistics_pipeline.tasks.local.quality_results import read_quality_results
+    from logistics_pipeline.tasks.settings import load_settings
+
+    lines = _run(lambda: quality_report(read_quality_results(Lake(load_settings(lake=lake).lake)), runs=runs, table=table))
+    for line in lines:
+        typer.echo(line)
+
+
 def main() -> None:
     # A temporary Prefect server phones home at start; on offline machines that only logs errors.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

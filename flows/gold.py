@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
 from logistics_pipeline.tasks.core.contract import STREAM_ORDERS
+from logistics_pipeline.tasks.core.quality_log import QUALITY_LAYER, QUALITY_TABLE
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.errors import PipelineError
 from logistics_pipeline.tasks.gold.dbt import (
@@ -48,6 +49,9 @@ from logistics_pipeline.tasks.orchestration.lock import lake_lock
 from logistics_pipeline.tasks.settings import Settings, load_settings
 
 SILVER_INPUTS = [*(t.name for t in SILVER_TABLES), STREAM_ORDERS]
+HISTORY_INPUTS = [t.name for t in SILVER_TABLES if t.keeps_history]
+LAKE_INPUTS = [*(("silver", t) for t in SILVER_INPUTS), *(("history", t) for t in HISTORY_INPUTS), (QUALITY_LAYER, QUALITY_TABLE)]
+"""Every lake table gold reads: silver, the dimensions' history, the quality results."""
 
 
 @flow(name="dbt-gold")
@@ -75,7 +79,7 @@ def dbt_gold(
             check_stream_freshness(settings, None)
             return {}
         check_silver(settings)
-        inputs = gold_inputs(settings, SILVER_INPUTS)
+        inputs = gold_inputs(settings, SILVER_INPUTS, HISTORY_INPUTS)
         reason = "a full refresh was asked for" if full_refresh else why_rebuild(settings, inputs)
         if reason is None:
             logger.info("gold is up to date: %s holds what the last build published from these silver tables and this dbt project; dbt build skipped", published_path(settings))
@@ -92,12 +96,13 @@ def dbt_gold(
 
 
 def check_silver(settings: Settings) -> None:
-    """Gold reads every silver table: each must exist and be sound, or the flow stops naming it."""
+    """Gold reads every silver table, history table and the quality results, which the silver
+    layer writes: each must exist and be sound, or the flow stops naming it."""
     lake_ = Lake(settings.lake)
-    for table in SILVER_INPUTS:
-        uri = lake_.uri("silver", table)
+    for layer, table in LAKE_INPUTS:
+        uri = lake_.uri(layer, table)
         if not table_exists(uri):
-            raise PipelineError(f"silver table {uri} does not exist: run the silver layer first")
+            raise PipelineError(f"{layer} table {uri} does not exist: run the silver layer first")
         if (problem := table_problem(uri)) is not None:
             raise DamagedTableError(uri, f"{problem}; run the silver layer, which rebuilds it")
 

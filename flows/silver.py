@@ -1,4 +1,6 @@
-"""silver-layer: typed, cleansed, deduplicated tables; rejected rows go to quarantine.
+"""silver-layer: typed, cleansed, deduplicated tables; rejected rows go to quarantine; the
+dimensions' sources keep every version in the lake's history; each run appends its counts per table
+and rule to the lake's quality results, and fails over a quality threshold (LOGISTICS_QUALITY_*).
 
 For every table: rows in = rows out + quarantined + merged duplicates, reported as a
 table artifact. A table whose bronze input has not changed is not rebuilt, unless
@@ -8,6 +10,7 @@ files) is set aside and rebuilt from bronze.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
@@ -28,8 +31,9 @@ from logistics_pipeline.tasks.local.lake import Lake, repair, table_exists
 from logistics_pipeline.tasks.local.store import DeltaStore, bronze_fingerprint
 from logistics_pipeline.tasks.orchestration.assets import table_asset
 from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.orchestration.quality import artifact_rows, check_quality_settings, enforce_thresholds, record_silver_quality
 from logistics_pipeline.tasks.orchestration.steps import build_silver_table, build_stream_orders
-from logistics_pipeline.tasks.settings import load_settings
+from logistics_pipeline.tasks.settings import QualitySettings, load_settings
 
 PARALLEL_TABLES = 2
 """Silver tables built at once. polars already spreads one table over every core; a second
@@ -51,9 +55,11 @@ def silver_layer(
         full_refresh: Rebuild every silver table from bronze, even when its input has not changed.
     """
     settings = load_settings(lake=lake, engine=engine)
+    check_quality_settings(settings.quality)
+    run_at = datetime.now(timezone.utc)  # the time of this run's history versions and quality results
     if settings.engine == "databricks":
         counts = silver_counts(run_on_databricks("silver", settings.databricks))
-        publish_silver(counts)
+        publish_silver(counts, settings.quality)
         return counts
     with lake_lock(settings.lake):
         lake_ = Lake(settings.lake)
@@ -77,7 +83,7 @@ def silver_layer(
                 asset_deps=[table_asset(settings.lake, "bronze", table.bronze)],
                 refresh_cache=stale,
             )
-            futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint, force=full_refresh))
+            futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint, force=full_refresh, run_at=run_at))
         wait(futures)  # a table stopped by schema drift fails the layer, after the other tables are built
         counts = [future.result() for future in futures]
 
@@ -96,12 +102,14 @@ def silver_layer(
             )
             counts.append(build(lake_, target_uri=target, fingerprint=stream, force=full_refresh))
 
-        publish_silver(counts)
+        record_silver_quality(store, counts, run_at)
+        publish_silver(counts, settings.quality)
         return counts
 
 
-def publish_silver(counts: list[TableCounts]) -> None:
-    """The counts per table in the log and the silver-layer artifact, whichever engine ran the layer."""
+def publish_silver(counts: list[TableCounts], thresholds: QualitySettings) -> None:
+    """The counts per table in the log and the silver-layer artifact (with what each rule
+    quarantined), whichever engine ran the layer; then the quality thresholds, which may fail it."""
     for c in counts:
         get_run_logger().info(
             "silver %s: %d in = %d out + %d quarantined + %d merged duplicates",
@@ -109,9 +117,10 @@ def publish_silver(counts: list[TableCounts]) -> None:
         )
     create_table_artifact(
         key="silver-layer",
-        table=[c.__dict__ for c in counts],
-        description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates.",
+        table=artifact_rows(counts),
+        description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates; rows (and share of rows in) each rule quarantined.",
     )
+    enforce_thresholds(counts, thresholds)
 
 
 def repair_outputs(lake_: Lake, table: str, upstream: str) -> None:

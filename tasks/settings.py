@@ -33,6 +33,20 @@ class MaintenanceSettings(BaseSettings):
     lock_timeout_seconds: float = Field(0, ge=0, description="How long to wait for a running pipeline before skipping the overwritten tables.")
 
 
+class QualitySettings(BaseSettings):
+    """LOGISTICS_QUALITY_*: the largest share of a silver table's rows a rule may quarantine.
+
+    Each is a JSON object whose keys are a rule (``unrecoverable_price``, in every table that
+    has it), a table (``crm_sales_details``: all its rules together) or ``table.rule``, and whose
+    values are shares from 0 to 1, e.g. ``LOGISTICS_QUALITY_FAIL_SHARE='{"unrecoverable_price": 0.02}'``
+    (see ``tasks.core.thresholds``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGISTICS_QUALITY_", extra="forbid")
+
+    warn_share: dict[str, float] = Field(default_factory=dict, description="Over this share the silver layer logs a warning naming the rule.")
+    fail_share: dict[str, float] = Field(default_factory=dict, description="Over this share the silver layer fails, naming the rule and the share.")
+
+
 class Settings(BaseSettings):
     """Where the lake is, where sources come from, and which engine runs the layers."""
 
@@ -60,6 +74,7 @@ class Settings(BaseSettings):
 
     lock_timeout_seconds: float = Field(1800, ge=0, description="How long a run waits for another run holding the lake's lock, then fails.")
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings, description="lake-maintenance: retention and compaction (LOGISTICS_MAINTENANCE_*).")
+    quality: QualitySettings = Field(default_factory=QualitySettings, description="silver-layer: quality thresholds (LOGISTICS_QUALITY_*).")
     databricks: DatabricksSettings = Field(
         default_factory=DatabricksSettings, description="engine=databricks: credentials, compute, job ids (LOGISTICS_DATABRICKS_*)."
     )

@@ -53,6 +53,11 @@ class MemoryStore:
         self.writes.append((layer, table))
         self.put(layer, table, frame.collect().to_native(), metadata)
 
+    def append(self, layer: str, table: str, rows: pl.DataFrame) -> None:
+        self.writes.append((layer, table))
+        found = self.tables.get((layer, table))
+        self.put(layer, table, rows if found is None else pl.concat([found.versions[-1][0], rows]))
+
     def parse_messages(self, bronze: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(parse_messages(bronze.collect().to_native()).lazy())
 

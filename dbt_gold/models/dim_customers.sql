@@ -21,22 +21,7 @@ erp_locations as (
 known_customers as (
 
     select
-        {{ surrogate_key(['customers.cst_id']) }} as customer_key,
-        customers.cst_id as customer_id,
-        customers.cst_key as customer_number,
-        customers.cst_firstname as first_name,
-        customers.cst_lastname as last_name,
-        erp_locations.cntry as country,
-        customers.cst_marital_status as marital_status,
-
-        -- the CRM is the master for gender; the ERP fills in where the CRM does not know
-        case
-            when customers.cst_gndr != 'n/a' then customers.cst_gndr
-            else coalesce(erp_customers.gen, 'n/a')
-        end as gender,
-
-        erp_customers.bdate as birthdate,
-        customers.cst_create_date as create_date
+{{ customer_columns('customers', 'erp_customers', 'erp_locations') }}
 
     from customers
 

@@ -22,17 +22,7 @@ current_products as (
 known_products as (
 
     select
-        {{ surrogate_key(['current_products.prd_key']) }} as product_key,
-        current_products.prd_id as product_id,
-        current_products.prd_key as product_number,
-        current_products.prd_nm as product_name,
-        current_products.cat_id as category_id,
-        categories.cat as category,
-        categories.subcat as subcategory,
-        categories.maintenance,
-        current_products.prd_cost as cost,
-        current_products.prd_line as product_line,
-        current_products.prd_start_dt as start_date
+{{ product_columns('current_products', 'categories') }}
 
     from current_products
 

@@ -7,7 +7,7 @@ Everything here is written against narwhals, so it runs on polars, DuckDB and Sp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import narwhals as nw
@@ -52,15 +52,20 @@ class CountsDoNotReconcile(PipelineError):
 @dataclass(frozen=True)
 class TableCounts:
     """Rows in, out, quarantined and merged as duplicates for one silver table, each counted
-    where it happens (``tasks.core.runner``); constructing counts that do not add up raises."""
+    where it happens (``tasks.core.runner``), and the quarantined rows per rule (``rules``:
+    (rule, rows) pairs of the rules that quarantined any row, in the table's rule order; empty
+    in counts recorded before rules were counted). Counts that do not add up raise."""
 
     table: str
     rows_in: int
     rows_out: int
     quarantined: int
     merged_duplicates: int
+    rules: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
+        # JSON (commit metadata, a job's summary) gives the pairs back as lists
+        object.__setattr__(self, "rules", tuple((str(rule), int(rows)) for rule, rows in self.rules))
         if min(self.rows_in, self.rows_out, self.quarantined, self.merged_duplicates) < 0 or (
             self.rows_in != self.rows_out + self.quarantined + self.merged_duplicates
         ):
@@ -68,3 +73,22 @@ class TableCounts:
                 f"silver table {self.table}: counts do not reconcile: {self.rows_in} in != "
                 f"{self.rows_out} out + {self.quarantined} quarantined + {self.merged_duplicates} merged"
             )
+        if self.rules and sum(rows for _, rows in self.rules) != self.quarantined:
+            raise CountsDoNotReconcile(
+                f"silver table {self.table}: {self.quarantined} rows quarantined, but its rules quarantined "
+                + ", ".join(f"{rows} ({rule})" for rule, rows in self.rules)
+            )
+
+    @property
+    def by_rule(self) -> dict[str, int]:
+        return dict(self.rules)
+
+
+def rule_counts(table: str, observed: Mapping[str, int], rules: Sequence[Rule]) -> tuple[tuple[str, int], ...]:
+    """``TableCounts.rules`` from the rows per ``_rule`` value: the rules that quarantined rows,
+    in the table's rule order."""
+    order = {rule.name: index for index, rule in enumerate(rules)}
+    unknown = sorted(str(name) for name in observed if name not in order)
+    if unknown:
+        raise CountsDoNotReconcile(f"silver table {table}: quarantined rows name rules it does not have: {', '.join(unknown)}")
+    return tuple((name, int(rows)) for name, rows in sorted(observed.items(), key=lambda item: order[item[0]]) if rows)

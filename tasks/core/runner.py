@@ -10,17 +10,23 @@ What is decided here, and nowhere else:
 - **order of writes**: quarantine first, then silver, whose commit (with its input and counts)
   marks the table done, so a crash between the two is repaired by the next run;
 - **counts**: each one measured where it happens (rows in: bronze's rows; quarantined: the
-  quarantine's; merged: rows the merge step removed; out: the silver table's), and checked
-  by ``TableCounts``, which fails the table when they do not add up.
+  quarantine's, and per rule; merged: rows the merge step removed; out: the silver table's),
+  and checked by ``TableCounts``, which fails the table when they do not add up;
+- **history**: a dimension's source table (``SilverTable.keeps_history``) then merges the
+  silver table into its history (``tasks.core.history``), whose commit records the silver
+  state it followed: a crash between the two is caught up by the next run, even when silver
+  itself is up to date.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import narwhals as nw
+import polars as pl
 
 from logistics_pipeline.tasks.core.contract import (
     COUNTS_KEY,
@@ -30,9 +36,10 @@ from logistics_pipeline.tasks.core.contract import (
     STREAM_ORDERS,
 )
 from logistics_pipeline.tasks.core.drift import check_types
-from logistics_pipeline.tasks.core.quality import RULE_COLUMN, TableCounts, accepted, quarantined
-from logistics_pipeline.tasks.core.silver import SilverTable, merged, tag_rows
-from logistics_pipeline.tasks.core.stream import COORDINATES, merge_events, validate
+from logistics_pipeline.tasks.core.history import merge_history
+from logistics_pipeline.tasks.core.quality import RULE_COLUMN, Rule, TableCounts, accepted, quarantined, rule_counts
+from logistics_pipeline.tasks.core.silver import MALFORMED_ROW, SILVER_BY_NAME, SilverTable, merged, tag_rows
+from logistics_pipeline.tasks.core.stream import COORDINATES, STREAM_RULES, merge_events, validate
 from logistics_pipeline.tasks.errors import PipelineError
 
 
@@ -68,6 +75,10 @@ class TableStore(Protocol):
         """Replace content and schema in one commit that records ``metadata``."""
         ...
 
+    def append(self, layer: str, table: str, rows: pl.DataFrame) -> None:
+        """Add a few rows made on the driver (the quality results) in one commit; creates the table."""
+        ...
+
     def parse_messages(self, bronze: nw.LazyFrame) -> nw.LazyFrame:
         """``tasks.core.stream.parse_messages`` over the engine's bronze kafka_orders."""
         ...
@@ -88,9 +99,22 @@ def quarantine_layout(rejected: nw.LazyFrame) -> nw.LazyFrame:
 
 
 def outputs_current(store: TableStore, table: str, fingerprint: str) -> bool:
-    """True when the silver table and its quarantine were both built from ``fingerprint``."""
+    """True when the silver table and its quarantine were both built from ``fingerprint``, and
+    the table's history (if it keeps one) follows that silver table."""
+    return built_from(store, table, fingerprint) and history_current(store, table)
+
+
+def built_from(store: TableStore, table: str, fingerprint: str) -> bool:
     silver, quarantine = store.last_commit("silver", table), store.last_commit("quarantine", table)
     return silver is not None and quarantine is not None and silver.input == fingerprint == quarantine.input
+
+
+def history_current(store: TableStore, table: str) -> bool:
+    """True when the table keeps no history, or its history merged the silver table's latest state."""
+    if table not in SILVER_BY_NAME or not SILVER_BY_NAME[table].keeps_history:
+        return True
+    silver, history = store.last_commit("silver", table), store.last_commit("history", table)
+    return silver is not None and history is not None and history.input == silver.state
 
 
 def recorded_counts(store: TableStore, table: str) -> TableCounts:
@@ -109,12 +133,22 @@ def bronze_state(store: TableStore, table: str) -> Commit:
     return commit
 
 
-def run_silver_table(store: TableStore, table: SilverTable, force: bool = False) -> TableCounts:
+def run_silver_table(store: TableStore, table: SilverTable, force: bool = False, run_at: datetime | None = None) -> TableCounts:
     """Build one silver table and its quarantine from bronze's current state, unless already done
-    (or ``force``). A table whose typed columns changed type is refused before either write."""
+    (or ``force``); then bring its history up to date, with ``run_at`` (the silver run's time,
+    default now) as the time of what changed. A table whose typed columns changed type is
+    refused before any write."""
     bronze = bronze_state(store, table.bronze)
-    if not force and outputs_current(store, table.name, bronze.state):
-        return recorded_counts(store, table.name)
+    if force or not built_from(store, table.name, bronze.state):
+        counts = build_silver_table(store, table, bronze)
+    else:
+        counts = recorded_counts(store, table.name)
+    if table.keeps_history and not history_current(store, table.name):
+        update_history(store, table, run_at or datetime.now(timezone.utc))
+    return counts
+
+
+def build_silver_table(store: TableStore, table: SilverTable, bronze: Commit) -> TableCounts:
     source = store.read("bronze", table.bronze, bronze.version)
     rows_in = store.count(source)
     check_types(table.name, source, rows=rows_in)
@@ -124,10 +158,33 @@ def run_silver_table(store: TableStore, table: SilverTable, force: bool = False)
     cleansed = store.materialize(table.cleanse(accepted(tagged)))
     silver = store.materialize(merged(table, cleansed))
     rows_out = store.count(silver)
-    counts = TableCounts(table.name, rows_in, rows_out, store.count(rejected), merged_duplicates=store.count(cleansed) - rows_out)
+    counts = TableCounts(
+        table.name, rows_in, rows_out, store.count(rejected), merged_duplicates=store.count(cleansed) - rows_out,
+        rules=quarantined_per_rule(table.name, rejected, (MALFORMED_ROW, *table.rules)),
+    )
     write_outputs(store, table.name, silver, rejected, bronze.state, counts)
     store.release(tagged, rejected, cleansed, silver)
     return counts
+
+
+def quarantined_per_rule(table: str, rejected: nw.LazyFrame, rules: tuple[Rule, ...]) -> tuple[tuple[str, int], ...]:
+    """Rows quarantined per rule (``TableCounts.rules``), in one small aggregate."""
+    observed = rejected.group_by(RULE_COLUMN).agg(nw.len().alias("rows")).collect().rows()
+    return rule_counts(table, dict(observed), rules)
+
+
+def update_history(store: TableStore, table: SilverTable, run_at: datetime) -> None:
+    """Merge the silver table's latest state into its history (``tasks.core.history``) as of
+    ``run_at``, in one commit that records that state."""
+    silver = store.last_commit("silver", table.name)
+    if silver is None:
+        raise PipelineError(f"silver table {table.name} does not exist: its history has nothing to follow")
+    history = store.last_commit("history", table.name)
+    current = store.read("silver", table.name, silver.version)
+    previous = None if history is None else store.read("history", table.name, history.version)
+    versions = store.materialize(merge_history(previous, current, table.merge_key, run_at))
+    store.overwrite("history", table.name, versions, {INPUT_KEY: silver.state})
+    store.release(versions)
 
 
 def run_stream_orders(store: TableStore, force: bool = False) -> TableCounts | None:
@@ -151,7 +208,10 @@ def run_stream_orders(store: TableStore, force: bool = False) -> TableCounts | N
     rows_out = store.count(silver)
     merges = {"replayed": typed - first_delivery, "superseded": first_delivery - latest_event, "summed": latest_event - rows_out}
     rejected = store.materialize(rejected)
-    counts = TableCounts(STREAM_ORDERS, store.count(lines), rows_out, store.count(rejected), merged_duplicates=sum(merges.values()))
+    counts = TableCounts(
+        STREAM_ORDERS, store.count(lines), rows_out, store.count(rejected), merged_duplicates=sum(merges.values()),
+        rules=quarantined_per_rule(STREAM_ORDERS, rejected, STREAM_RULES),
+    )
     write_outputs(store, STREAM_ORDERS, silver, rejected, bronze.state, counts, merges)
     store.release(lines, tagged, silver, rejected)
     return counts

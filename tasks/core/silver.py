@@ -124,6 +124,8 @@ class SilverTable:
     """Adds more ``STAGED`` helper columns the rules and the cleanse share; quarantine drops them."""
     derive: Callable[[nw.LazyFrame], nw.LazyFrame] | None = None
     """Columns computed across rows after duplicates are merged (a product's version end dates)."""
+    keeps_history: bool = False
+    """A dimension's source: every version of its rows is kept in the lake (``tasks.core.history``)."""
 
     def dedupe(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         """Keep the last row per merge key in ``merge_order`` (later rows win)."""
@@ -294,6 +296,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         merge_key=("cst_id",),
         dates=(("cst_create_date", "yyyy-mm-dd"),),
         merge_order=("cst_create_date", "_line"),
+        keeps_history=True,
     ),
     SilverTable(
         "crm_prd_info",
@@ -308,6 +311,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         merge_key=("prd_id",),
         dates=(("prd_start_dt", "yyyy-mm-dd"),),
         derive=product_versions,
+        keeps_history=True,
     ),
     SilverTable(
         "crm_sales_details",
@@ -336,6 +340,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         cleanse=erp_customers,
         merge_key=("cid",),
         dates=(("BDATE", "yyyy-mm-dd"),),
+        keeps_history=True,
     ),
     SilverTable(
         "erp_loc_a101",
@@ -343,6 +348,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         rules=(missing("CID", "missing_customer_id"),),
         cleanse=erp_locations,
         merge_key=("cid",),
+        keeps_history=True,
     ),
     SilverTable(
         "erp_px_cat_g1v2",
@@ -350,6 +356,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
         rules=(missing("ID", "missing_category_id"),),
         cleanse=erp_categories,
         merge_key=("id",),
+        keeps_history=True,
     ),
 )
 

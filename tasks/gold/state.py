@@ -44,11 +44,14 @@ def project_digest(project_dir: Path = DBT_PROJECT_DIR) -> str:
     return digest.hexdigest()
 
 
-def gold_inputs(settings: Settings, silver_tables: list[str]) -> dict[str, object]:
-    """What the gold build reads: the state of each silver table, the project, the target and vars."""
+def gold_inputs(settings: Settings, silver_tables: list[str], history_tables: list[str]) -> dict[str, object]:
+    """What the gold build reads: the state of each silver and history table, the project, the
+    target and vars. Not the quality results: every silver run appends to them, and a run that
+    changed nothing must not rebuild gold (``silver_quality`` is as of the last build)."""
     lake_ = lake.Lake(settings.lake)
     return {
         "silver": {name: lake.table_state(lake_.uri("silver", name)) for name in silver_tables},
+        "history": {name: lake.table_state(lake_.uri("history", name)) for name in history_tables},
         "dbt_project": project_digest(),
         "target": settings.dbt_target,
         "vars": dbt_vars(settings),

@@ -30,7 +30,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from logistics_pipeline.tasks.core.contract import INPUT_KEY, LANDING_ORDERS
 from logistics_pipeline.tasks.errors import PipelineError, first_line
 
-Layer = Literal["bronze", "silver", "quarantine"]
+Layer = Literal["bronze", "silver", "quarantine", "history", "quality"]
 TARGET_FILE_BYTES = 32 << 20
 """Data files of a streamed overwrite are closed at about this size (delta-rs' default is 100 MiB)."""
 
@@ -258,6 +258,11 @@ def _overwrite(uri: str, data: pl.DataFrame | pa.RecordBatchReader, input_finger
         commit_properties=CommitProperties(custom_metadata=custom),
         **options,
     )
+
+
+def append(uri: str, data: pl.DataFrame) -> None:
+    """Add rows in one Delta commit (the table is created by the first)."""
+    write_deltalake(uri, data, mode="append")
 
 
 def repair(uri: str, rebuilt_from: str) -> str | None:

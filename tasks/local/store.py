@@ -47,6 +47,9 @@ class DeltaStore:
         extra = {key: value for key, value in metadata.items() if key != INPUT_KEY}
         lake.overwrite(self.lake.uri(layer, table), frame.collect().to_native(), input_fingerprint=metadata[INPUT_KEY], metadata=extra)
 
+    def append(self, layer: str, table: str, rows: pl.DataFrame) -> None:
+        lake.append(self.lake.uri(layer, table), rows)
+
     def parse_messages(self, bronze: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(parse_messages(bronze.collect().to_native()).lazy())
 

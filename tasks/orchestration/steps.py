@@ -7,6 +7,7 @@ a bronze table (``tasks.orchestration.caching``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect import task
@@ -40,9 +41,12 @@ def ingest_source(source: SourceFile, source_dir: Path, target_uri: str, fingerp
 
 
 @materializes(task_run_name="silver-{table.name}", cache_key_fn=input_cache_key, persist_result=True)
-def build_silver_table(table: SilverTable, lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts:
-    """Build one silver table and its quarantine (cached on the state of its bronze input)."""
-    counts = run_silver_table(DeltaStore(lake_), table, force)
+def build_silver_table(
+    table: SilverTable, lake_: Lake, target_uri: str, fingerprint: str, force: bool = False, run_at: datetime | None = None,
+) -> TableCounts:
+    """Build one silver table and its quarantine, and its history as of ``run_at`` (cached on
+    the state of its bronze input)."""
+    counts = run_silver_table(DeltaStore(lake_), table, force, run_at)
     record_on_assets(counts_metadata(counts))
     return counts
 

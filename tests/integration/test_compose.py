@@ -172,10 +172,10 @@ def setting_names() -> list[tuple[str, ...]]:
     from pydantic import AliasChoices, BaseModel
 
     from logistics_pipeline.tasks.databricks.settings import DatabricksSettings
-    from logistics_pipeline.tasks.settings import MaintenanceSettings, Settings
+    from logistics_pipeline.tasks.settings import MaintenanceSettings, QualitySettings, Settings
 
     result = []
-    for model in (Settings, DatabricksSettings, MaintenanceSettings):
+    for model in (Settings, DatabricksSettings, MaintenanceSettings, QualitySettings):
         prefix = model.model_config.get("env_prefix", "")
         for name, field in model.model_fields.items():
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):

@@ -11,6 +11,7 @@ from dataclasses import asdict
 import pytest
 
 from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.orchestration.quality import artifact_rows
 from tests.fake_databricks import SUBMIT, FakeDatabricks, Outcome
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -104,7 +105,7 @@ def test_silver_returns_and_publishes_the_jobs_counts(fake):
     fake.outcomes.append(Outcome(logs=summary("silver", [asdict(c) for c in SILVER])))
     state = silver_layer(engine="databricks", return_state=True)
     assert state.result() == SILVER
-    assert artifact(state, "silver-layer") == json.loads(json.dumps([asdict(c) for c in SILVER]))
+    assert artifact(state, "silver-layer") == json.loads(json.dumps(artifact_rows(SILVER)))
 
 
 def test_a_failed_run_is_retried_by_prefect_with_a_new_run(fake, monkeypatch):

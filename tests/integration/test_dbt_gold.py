@@ -17,6 +17,8 @@ from dbt.cli.main import dbtRunner, dbtRunnerResult
 from deltalake import write_deltalake
 
 from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
+from logistics_pipeline.tasks.local.lake import Lake
+from tests.local_layers import write_history_and_quality
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
 
@@ -108,6 +110,7 @@ def write_reference_silver(lake: Path) -> None:
 def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     lake = tmp_path / "lake"
     write_reference_silver(lake)
+    write_history_and_quality(Lake(str(lake)))  # gold's history and quality models read them
     monkeypatch.setenv("LOGISTICS_LAKE", str(lake))
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     return lake

@@ -31,6 +31,7 @@ from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
 from logistics_pipeline.tasks.local.stream import Batch, _frame, landing_app_id, write_batch
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR
+from tests.local_layers import write_history_and_quality
 
 GOLD_PROPERTY = settings(
     max_examples=12,
@@ -113,6 +114,7 @@ def build_lake(export: Path, lake: Lake, messages: list[str]) -> dict[str, objec
     bronze_stream = lake.uri("bronze", KAFKA_ORDERS)
     write_batch(bronze_stream, Batch(_frame(messages, [None] * n, [None] * n, list(range(n)), [None] * n, ["landing/orders/test.jsonl"] * n, [app_id] * n, "t-0"), {app_id: n}))
     counts[STREAM_ORDERS] = run_stream_orders(DeltaStore(lake))
+    write_history_and_quality(lake, [c for c in counts.values() if c is not None])  # the silver flow's quality results
     return counts
 
 
