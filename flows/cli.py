@@ -1,24 +1,49 @@
 """The `logistics-pipeline` command line: run the whole pipeline or one layer.
 
-Every command exits 0 on success and 1 with a one-line reason on failure.
+Every command exits 0 on success. A mistake in the command line or the settings (an
+option's value, a missing folder, a lake that is a file) is reported before any Prefect
+server or flow starts, in one line, with exit code 2; a run that fails exits 1, and one
+stopped by SIGTERM or Ctrl-C exits 143 or 130. The `error:` line is always the last.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperGroup
+
+from logistics_pipeline.tasks.errors import one_line
+
+
+class _Commands(TyperGroup):
+    """Lists each command with the first sentence of its help, whole: wrapped to the
+    terminal's width, not cut at a third of it."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [(name, command.get_short_help_str(limit=1_000)) for name, command in commands if command is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="Medallion pipeline for logistics orders: CSV exports (and a Kafka stream) -> bronze -> silver -> gold.\n\n"
-    "Settings come from LOGISTICS_* environment variables; options given here win.",
+    "Settings come from LOGISTICS_* environment variables; options given here win. Without PREFECT_API_URL, "
+    "each command starts a temporary Prefect server first (see the README).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, wrapped to the terminal's width, never cut
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": shutil.get_terminal_size().columns},
 )
 
 SourceDir = Annotated[
@@ -31,7 +56,10 @@ BootstrapServers = Annotated[
     typer.Option("--bootstrap-servers", help="Kafka HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS; unset means the local landing folder)."),
 ]
 KafkaBlock = Annotated[str | None, typer.Option("--kafka-block", help="Name of a saved 'Kafka Connection' block to use instead.")]
-Engine = Annotated[str | None, typer.Option("--engine", help="Where bronze and silver run: local or databricks (default: $LOGISTICS_ENGINE or local).")]
+Engine = Annotated[
+    Literal["local", "databricks"] | None,
+    typer.Option("--engine", help="Where bronze and silver run: local or databricks (default: $LOGISTICS_ENGINE or local)."),
+]
 DbtTarget = Annotated[str | None, typer.Option("--dbt-target", help="dbt target in dbt_gold/profiles.yml (default: local).")]
 FullRefresh = Annotated[bool, typer.Option("--full-refresh", help="Rebuild from bronze on purpose, even where the inputs have not changed.")]
 MaxUnknownLines = Annotated[
@@ -40,29 +68,62 @@ MaxUnknownLines = Annotated[
 ]
 
 
-def _run(action: Callable[[], Any]) -> Any:
-    """Run a flow; on failure print one line naming the problem and exit 1."""
-    from logistics_pipeline.tasks.errors import one_line, quiet_pipeline_error_tracebacks
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"logistics-pipeline {version('logistics-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """The options every command shares (the app's help is the Typer's)."""
+
+
+def _checked(**inputs: Any) -> None:
+    """Check what the command is given (``tasks.preflight.checked_settings``) before any
+    Prefect server or flow starts; a mistake exits 2 with one line naming it."""
+    from logistics_pipeline.tasks.preflight import InputError, checked_settings
+
+    try:
+        checked_settings(**inputs)
+    except InputError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(*actions: Callable[[], Any]) -> Any:
+    """Run a flow (after the actions before it); on failure print one line naming the problem
+    and exit 1. The temporary Prefect server, if the flow started one, is stopped first, so
+    that the line is the last (an interruption is reported by ``main``)."""
+    from logistics_pipeline.tasks.errors import quiet_pipeline_error_tracebacks
+    from logistics_pipeline.tasks.orchestration.logs import errors_once_on_console
+    from logistics_pipeline.tasks.orchestration.server import stop_temporary_server
 
     quiet_pipeline_error_tracebacks()
+    errors_once_on_console()
     try:
-        return action()
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        raise typer.Exit(130) from None
+        try:
+            return [action() for action in actions][-1]
+        finally:
+            stop_temporary_server()
     except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
-        message = one_line(error) or type(error).__name__
-        typer.echo(f"error: {message}", err=True)
+        if not _stopped_by:  # else what the signal broke (main says it was stopped)
+            typer.echo(f"error: {one_line(error) or type(error).__name__}", err=True)
         raise typer.Exit(1) from None
 
 
 def _check_engine(engine: str | None) -> None:
     """engine=databricks without credentials fails here, before any server or flow starts."""
-    from logistics_pipeline.tasks.databricks.jobs import require_credentials
     from logistics_pipeline.tasks.settings import load_settings
 
     settings = load_settings(engine=engine)
     if settings.engine == "databricks":
+        from logistics_pipeline.tasks.databricks.jobs import require_credentials
+
         require_credentials(settings.databricks)
 
 
@@ -85,15 +146,25 @@ def run(
     max_unknown_lines: MaxUnknownLines = None,
 ) -> None:
     """Run the whole pipeline: produce orders (with --orders), bronze, silver, then gold (dbt)."""
+    _checked(uses_source=True, uses_dbt=True, source_dir=source_dir, lake=lake, engine=engine, dbt_target=dbt_target)
     from logistics_pipeline.flows.pipeline import logistics_pipeline
 
-    _run(lambda: _check_engine(engine))
     summary = _run(
+        lambda: _check_engine(engine),
         lambda: logistics_pipeline(
             source_dir=_text(source_dir), lake=lake, orders=orders, bad_fraction=bad_fraction, seed=seed,
             bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, dbt_target=dbt_target, engine=engine,
             full_refresh=full_refresh, max_unknown_lines=max_unknown_lines,
-        )
+        ),
+    )
+    typer.echo(
+        f"bronze: {summary['bronze_rows']} rows ({summary['bronze_rows'] - summary['bronze_messages']} CSV records, "
+        f"{summary['bronze_messages']} stream messages)"
+    )
+    typer.echo(
+        f"silver: {summary['silver_rows']} rows ({summary['silver_rows'] - summary['silver_order_lines']} CSV records, "
+        f"{summary['silver_order_lines']} stream order lines); {summary['quarantined_rows']} quarantined, "
+        f"{summary['merged_duplicates']} merged duplicates"
     )
     typer.echo(f"gold tables in {summary['gold']}: {summary['gold_rows']}")
 
@@ -103,6 +174,7 @@ def bronze(
     source_dir: SourceDir = None, lake: LakeDir = None, bootstrap_servers: BootstrapServers = None, kafka_block: KafkaBlock = None, engine: Engine = None
 ) -> None:
     """Land the CSV exports and the new stream messages in bronze Delta tables (as text)."""
+    _checked(uses_source=True, source_dir=source_dir, lake=lake, engine=engine)
     from logistics_pipeline.flows.bronze import bronze_layer
 
     rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, engine=engine))
@@ -122,6 +194,7 @@ def produce(
     lake: LakeDir = None,
 ) -> None:
     """Produce synthetic orders for real customers and products to Kafka (or the landing folder)."""
+    _checked(lake=lake)
     from logistics_pipeline.flows.produce import produce_messages
 
     summary = _run(
@@ -136,6 +209,7 @@ def produce(
 @app.command()
 def silver(lake: LakeDir = None, engine: Engine = None, full_refresh: FullRefresh = False) -> None:
     """Build the silver tables (and quarantine) from bronze."""
+    _checked(lake=lake, engine=engine)
     from logistics_pipeline.flows.silver import silver_layer
 
     counts = _run(lambda: silver_layer(lake=lake, engine=engine, full_refresh=full_refresh))
@@ -146,6 +220,7 @@ def silver(lake: LakeDir = None, engine: Engine = None, full_refresh: FullRefres
 @app.command()
 def gold(lake: LakeDir = None, dbt_target: DbtTarget = None, full_refresh: FullRefresh = False, max_unknown_lines: MaxUnknownLines = None) -> None:
     """Build and test the gold models with dbt; publish them when every test passes."""
+    _checked(uses_dbt=True, lake=lake, dbt_target=dbt_target)
     from logistics_pipeline.flows.gold import dbt_gold
 
     counts = _run(lambda: dbt_gold(lake=lake, dbt_target=dbt_target, full_refresh=full_refresh, max_unknown_lines=max_unknown_lines))
@@ -164,6 +239,7 @@ def maintain(
     compact: Annotated[bool, typer.Option("--compact/--no-compact", help="Compact small files (the stream's micro-batches).")] = True,
 ) -> None:
     """Compact small files, vacuum files older than the retention and checkpoint every Delta table (safe while the pipeline runs)."""
+    _checked(lake=lake)
     from logistics_pipeline.flows.maintenance import lake_maintenance
 
     rows = _run(
@@ -210,12 +286,47 @@ def quality(
         typer.echo(line)
 
 
+_stopped_by: list[int] = []
+"""The signal (SIGTERM, SIGINT) that stopped the command, if one did."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM and SIGINT unwind the command like Ctrl-C (a second one while it unwinds is
+    ignored): flows end as crashed, the temporary Prefect server is stopped, and ``main``
+    prints one line. Prefect's own SIGTERM handler, during a flow run, hands the signal on
+    to this one."""
+    if not _stopped_by:
+        _stopped_by.append(signum)
+        raise KeyboardInterrupt
+
+
+def _usage_error(error: typer.TyperException) -> str:
+    """A usage error on one line, with where to find the usage."""
+    context = getattr(error, "ctx", None)
+    where = f" (see '{context.command_path} --help')" if context is not None else ""
+    return one_line(error.format_message().replace("Value error, ", "")) + where
+
+
 def main() -> None:
     # A temporary Prefect server phones home at start; on offline machines that only logs errors.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Without PREFECT_API_URL each command starts a temporary server; give it time on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    app(prog_name="logistics-pipeline")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    args = sys.argv[1:] or ["--help"]
+    try:
+        code = app(args=args, prog_name="logistics-pipeline", standalone_mode=False)
+    except typer.TyperException as error:  # usage errors (exit 2), given as one line like every other error
+        typer.echo(f"error: {_usage_error(error)}", err=True)
+        code = error.exit_code
+    except typer.Abort:
+        code = 130
+    if _stopped_by:
+        name = signal.Signals(_stopped_by[0]).name
+        typer.echo(f"error: stopped by {name}", err=True)
+        code = 128 + _stopped_by[0]
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from logistics_pipeline.flows.bronze import bronze_layer
 from logistics_pipeline.flows.gold import dbt_gold
 from logistics_pipeline.flows.produce import produce_messages
 from logistics_pipeline.flows.silver import silver_layer
+from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, STREAM_ORDERS
 from logistics_pipeline.tasks.core.orders import MAX_SEED
 from logistics_pipeline.tasks.databricks.jobs import require_credentials
 from logistics_pipeline.tasks.local.lake import Lake
@@ -64,15 +65,18 @@ def logistics_pipeline(
         summary = {
             "produced_messages": produced["delivered"] if produced else 0,
             "bronze_rows": sum(bronze.values()),
+            "bronze_messages": bronze.get(KAFKA_ORDERS, 0),  # bronze counts the stream in messages
             "silver_rows": sum(c.rows_out for c in silver),
+            "silver_order_lines": sum(c.rows_out for c in silver if c.table == STREAM_ORDERS),  # silver, in order lines
             "quarantined_rows": sum(c.quarantined for c in silver),
             "merged_duplicates": sum(c.merged_duplicates for c in silver),
             "gold_rows": gold,
             "gold": Lake(settings.lake).gold_path,
         }
         get_run_logger().info(
-            "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d rows; silver %(silver_rows)d rows "
-            "(%(quarantined_rows)d quarantined, %(merged_duplicates)d merged); gold %(gold_rows)s at %(gold)s",
+            "pipeline done: produced %(produced_messages)d messages; bronze %(bronze_rows)d rows (%(bronze_messages)d of them stream messages); "
+            "silver %(silver_rows)d rows (%(silver_order_lines)d of them stream order lines; %(quarantined_rows)d quarantined, "
+            "%(merged_duplicates)d merged); gold %(gold_rows)s at %(gold)s",
             summary,
         )
         create_markdown_artifact(key="pipeline-summary", markdown=summary_markdown(summary, silver), description="Rows per layer")
@@ -87,8 +91,9 @@ def summary_markdown(summary: dict[str, object], silver: list) -> str:
         "| layer | rows |",
         "| --- | --- |",
         f"| produced messages | {summary['produced_messages']} |",
-        f"| bronze | {summary['bronze_rows']} |",
-        f"| silver | {summary['silver_rows']} ({summary['quarantined_rows']} quarantined, {summary['merged_duplicates']} merged) |",
+        f"| bronze | {summary['bronze_rows']} ({summary['bronze_messages']} of them stream messages) |",
+        f"| silver | {summary['silver_rows']} ({summary['silver_order_lines']} of them stream order lines; "
+        f"{summary['quarantined_rows']} quarantined, {summary['merged_duplicates']} merged) |",
         *[f"| gold `{table}` | {rows} |" for table, rows in gold_rows.items()],
         "",
         "| silver table | in | out | quarantined | merged |",

@@ -58,9 +58,12 @@ def dbt_runner(settings: Settings, gold_path: str | None) -> PrefectDbtRunner:
 
     dbt is imported here, not at module level: it takes seconds, and a run whose gold is
     up to date never needs it."""
-    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+    from prefect_dbt import PrefectDbtSettings
 
-    return PrefectDbtRunner(
+    from logistics_pipeline.tasks.gold.dbt_logs import NamedDbtRunner, name_dbt_lines
+
+    name_dbt_lines()
+    return NamedDbtRunner(
         settings=PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR,
             profiles_dir=profiles_dir(settings, gold_path),
@@ -117,7 +120,12 @@ def stream_freshness(settings: Settings, gold_path: str | None = None) -> dict[s
 def invoke(settings: Settings, args: list[str], gold_path: str | None) -> Any:
     """Run dbt in-process with this run's vars, profile and paths."""
     try:
-        return dbt_runner(settings, gold_path).invoke([*args, "--vars", json.dumps(dbt_vars(settings))], log_path=str(work_dir(settings) / "logs"))
+        return dbt_runner(settings, gold_path).invoke(
+            [*args, "--vars", json.dumps(dbt_vars(settings))],
+            log_path=str(work_dir(settings) / "logs"),
+            use_colors=False,  # its lines go to Prefect's log and to a file, never straight to a terminal
+            use_colors_file=False,
+        )
     finally:
         release_duckdb_file()
 

@@ -18,6 +18,7 @@ from logistics_pipeline.tasks.core.csv_source import CsvFingerprint, fingerprint
 from logistics_pipeline.tasks.core.quality import TableCounts
 from logistics_pipeline.tasks.core.runner import run_silver_table, run_stream_orders
 from logistics_pipeline.tasks.core.silver import SilverTable
+from logistics_pipeline.tasks.errors import concerning
 from logistics_pipeline.tasks.local.bronze import ingest_csv
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
@@ -35,7 +36,8 @@ def check_source(source: SourceFile, source_dir: Path) -> CsvFingerprint:
 @materializes(task_run_name="ingest-{source.table}", cache_key_fn=input_cache_key, persist_result=True)
 def ingest_source(source: SourceFile, source_dir: Path, target_uri: str, fingerprint: str, checked: CsvFingerprint) -> int:
     """Land one checked CSV in its bronze table (cached on the file's content hash)."""
-    rows = ingest_csv(source.path(source_dir), source, target_uri, checked)
+    with concerning(f"bronze {source.table}"):
+        rows = ingest_csv(source.path(source_dir), source, target_uri, checked)
     record_on_assets({"rows": rows})
     return rows
 
@@ -46,7 +48,8 @@ def build_silver_table(
 ) -> TableCounts:
     """Build one silver table and its quarantine, and its history as of ``run_at`` (cached on
     the state of its bronze input)."""
-    counts = run_silver_table(DeltaStore(lake_), table, force, run_at)
+    with concerning(f"silver {table.name}"):
+        counts = run_silver_table(DeltaStore(lake_), table, force, run_at)
     record_on_assets(counts_metadata(counts))
     return counts
 
@@ -54,7 +57,8 @@ def build_silver_table(
 @materializes(task_run_name="silver-stream_orders", cache_key_fn=input_cache_key, persist_result=True)
 def build_stream_orders(lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts | None:
     """Build silver stream_orders and its quarantine (cached on the state of its bronze input)."""
-    counts = run_stream_orders(DeltaStore(lake_), force)
+    with concerning("silver stream_orders"):
+        counts = run_stream_orders(DeltaStore(lake_), force)
     if counts is not None:
         record_on_assets(counts_metadata(counts))
     return counts
@@ -63,7 +67,8 @@ def build_stream_orders(lake_: Lake, target_uri: str, fingerprint: str, force: b
 @materializes(cache_policy=NO_CACHE, task_run_name="stream-batch")
 def write_stream_batch(target_uri: str, batch: Batch) -> int:
     """Append one batch and its end offsets in a single Delta commit (never per message)."""
-    rows = write_batch(target_uri, batch)
+    with concerning("bronze kafka_orders"):
+        rows = write_batch(target_uri, batch)
     record_on_assets({"rows_appended": rows})
     return rows
 

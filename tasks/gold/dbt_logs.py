@@ -1,0 +1,61 @@
+"""dbt's lines in the run's log: once each, under the name of the task of the dbt node they
+are about, without colour codes.
+
+PrefectDbtRunner logs a node's events (``1 of 43 START sql table model main.dim_customers``)
+with the node's task run id but no task run name, so the console printed each as
+``Task run None - ...``. The runner hands each event's message to ``get_dbt_event_msg``;
+here that message carries the node's task name (as the runner names the node's task:
+``model dim_customers``), which a filter on Prefect's task run logger puts on the record.
+Colours are dbt's own (``--no-use-colors``, see ``tasks.gold.dbt.invoke``).
+
+Imported only where dbt runs: prefect_dbt takes seconds to import.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect_dbt import PrefectDbtRunner
+
+TASK_RUN_LOGGER = "prefect.task_runs"
+
+
+class DbtLine(str):
+    """A dbt event's message that knows the task name of the node it is about."""
+
+    task_run_name: str | None = None
+
+
+def node_task_name(event: Any) -> str | None:
+    """``<resource type> <name>`` of the event's dbt node, as PrefectDbtRunner names its task
+    (a hook, which has no task, as ``hook <name>``)."""
+    node = getattr(event.data, "node_info", None)
+    if node is None or not node.unique_id:
+        return None
+    kind = node.resource_type.lower()
+    return f"{'hook' if kind == 'operation' else kind} {node.node_name or node.unique_id}"
+
+
+class NamedDbtRunner(PrefectDbtRunner):
+    """PrefectDbtRunner whose node lines name their task on the console."""
+
+    @staticmethod
+    def get_dbt_event_msg(event: Any) -> str:
+        line = DbtLine(PrefectDbtRunner.get_dbt_event_msg(event))
+        line.task_run_name = node_task_name(event)
+        return line
+
+
+class _TaskNameFromDbtLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "task_run_name", "") is None and isinstance(record.msg, DbtLine):
+            record.task_run_name = record.msg.task_run_name
+        return True
+
+
+def name_dbt_lines() -> None:
+    """Install the filter that names dbt's node lines (once per process)."""
+    logger = logging.getLogger(TASK_RUN_LOGGER)
+    if not any(isinstance(f, _TaskNameFromDbtLine) for f in logger.filters):
+        logger.addFilter(_TaskNameFromDbtLine())
