@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from logistics_pipeline.tasks.errors import PipelineError
 
@@ -112,10 +112,43 @@ def check_reachable(connection: KafkaClientConfig, timeout_s: float = 8.0) -> in
     return len(metadata.brokers)
 
 
+def is_internal_topic(topic: str) -> bool:
+    """One of Kafka's own topics (``__consumer_offsets``, ``__transaction_state``...): their
+    names start with two underscores."""
+    return topic.startswith("__")
+
+
+def refuse_internal_topic(topic: str) -> None:
+    if is_internal_topic(topic):
+        raise PipelineError(
+            f"topic {topic!r} is one of Kafka's own (its name starts with '__'), not a stream of orders: "
+            "set the orders topic (LOGISTICS_KAFKA_TOPIC)"
+        )
+
+
+def existing_topic(topics: dict[str, TopicMetadata], topic: str, bootstrap_servers: str) -> TopicMetadata:
+    """The metadata of a topic to read (``topics``: every topic's, from ``list_topics()``), or
+    a PipelineError: a topic that does not exist would read as an empty stream, and a typo
+    in its name would go unnoticed; Kafka's own topics are no orders."""
+    refuse_internal_topic(topic)
+    metadata = topics.get(topic)
+    if metadata is None:
+        known = sorted(name for name in topics if not is_internal_topic(name))
+        raise PipelineError(
+            f"topic {topic!r} does not exist on Kafka at {bootstrap_servers} (topics: {', '.join(known[:20]) or 'none'}): "
+            "check its name (LOGISTICS_KAFKA_TOPIC), or produce orders to it first"
+        )
+    if metadata.error is not None:
+        raise PipelineError(f"topic {topic!r} on Kafka at {bootstrap_servers} cannot be read: {reason(metadata.error)}")
+    return metadata
+
+
 def ensure_topic(
     connection: KafkaClientConfig, topic: str, partitions: int = 3, timeout: float = 30.0, replication_factor: int = 1
 ) -> bool:
-    """Create ``topic`` when absent; returns True when it was created. An existing topic is kept as is."""
+    """Create ``topic`` when absent (producing is how a stream starts); returns True when it
+    was created. An existing topic is kept as is; Kafka's own topics are refused."""
+    refuse_internal_topic(topic)
     admin = admin_client(connection)
     try:
         # All topics, not just this one: asking for one topic's metadata may auto-create it.

@@ -25,6 +25,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from logistics_pipeline.tasks.core.contract import LANDING_ORDERS
 from logistics_pipeline.tasks.core.stream import KAFKA_ORDERS_SCHEMA, decode_text, decode_texts
 from logistics_pipeline.tasks.errors import PipelineError
+from logistics_pipeline.tasks.kafka.client import existing_topic
 from logistics_pipeline.tasks.local import lake
 
 OFFSETS_KEY = "logistics.offsets"
@@ -141,14 +142,22 @@ class KafkaReader:
     def open(cls, config: dict, topic: str, table_uri: str, bootstrap_servers: str, timeout_s: float = 15.0) -> "KafkaReader":
         consumer = Consumer(config)
         try:
-            metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-            partitions = sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
+            # Every topic's metadata, not just this one's: asking for one topic may create it.
+            topics = consumer.list_topics(timeout=timeout_s).topics
+        except Exception as error:
+            consumer.close()
+            raise PipelineError(f"could not read topic {topic!r} from Kafka at {bootstrap_servers}: {error}") from None
+        try:
+            partitions = sorted(existing_topic(topics, topic, bootstrap_servers).partitions)
             start, end = {}, {}
             for partition in partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
                 recorded = recorded_offset(table_uri, kafka_app_id(topic, partition))
                 start[partition] = max(low, recorded) if recorded is not None else low
                 end[partition] = high
+        except PipelineError:
+            consumer.close()
+            raise
         except Exception as error:
             consumer.close()
             raise PipelineError(f"could not read topic {topic!r} from Kafka at {bootstrap_servers}: {error}") from None
