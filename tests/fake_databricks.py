@@ -240,7 +240,10 @@ class FakeDatabricks:
         job_id = body.get("job_id")
         if job_id not in self.jobs:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Job {job_id} does not exist.")
-        tasks = [{"task_key": key} for key in self.jobs[job_id]]
+        unknown = set(body.get("only") or ()) - set(self.jobs[job_id])
+        if unknown:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Task keys {sorted(unknown)} are not in job {job_id}.")
+        tasks = [{"task_key": key} for key in self.jobs[job_id] if key in (body.get("only") or self.jobs[job_id])]
         answer = self._new_run("JOB_RUN", f"job {job_id}", tasks, body.get("idempotency_token"), job_id=job_id, job_parameters=body.get("job_parameters"))
         return {**answer, "number_in_job": answer["run_id"]}
 

@@ -183,14 +183,20 @@ def run_now_request(layer: str, settings: DatabricksSettings, flow_run_id: str, 
     with SASL, ``sasl_mechanism`` and ``kafka_secret_scope``) and pass them to the entrypoint
     (e.g. ``{{job.parameters.catalog}}``); they are overridden here. Its task that runs the
     layer is keyed by the layer's name (or is the job's only task): its output is the summary.
+    The bundle's job (``job_id``) holds every layer and gold: run-now's ``only`` runs just this
+    layer's task of it, so the flow's layers do not each start the whole job.
     """
     _check_layer(layer)
-    job_id = {"bronze": settings.bronze_job_id, "stream": settings.stream_job_id, "silver": settings.silver_job_id}[layer]
+    own_job = {"bronze": settings.bronze_job_id, "stream": settings.stream_job_id, "silver": settings.silver_job_id}[layer]
+    job_id = own_job or settings.job_id
     if job_id is None:
-        raise PipelineError(f"run_mode=job_id needs LOGISTICS_DATABRICKS_{layer.upper()}_JOB_ID")
+        raise PipelineError(
+            f"run_mode=job_id needs LOGISTICS_DATABRICKS_JOB_ID (the bundle's job) or LOGISTICS_DATABRICKS_{layer.upper()}_JOB_ID"
+        )
     parameters = {"catalog": settings.catalog, "schema": settings.schema_name}
     parameters |= stream_options(settings) if layer == "stream" else {"source_path": settings.source_path}
-    return {"job_id": job_id, "idempotency_token": idempotency_token(flow_run_id, layer, attempt), "job_parameters": parameters}
+    request = {"job_id": job_id, "idempotency_token": idempotency_token(flow_run_id, layer, attempt), "job_parameters": parameters}
+    return request if own_job else request | {"only": [layer]}
 
 
 # --- calling the API --------------------------------------------------------------------------

@@ -37,9 +37,12 @@ class DatabricksSettings(BaseSettings):
 
     # What to run.
     run_mode: Literal["submit", "job_id"] = Field("submit", description="One-time runs/submit, or run-now of a pre-configured job.")
-    bronze_job_id: int | None = Field(None, description="Job run for bronze when run_mode=job_id.")
-    silver_job_id: int | None = Field(None, description="Job run for silver when run_mode=job_id.")
-    stream_job_id: int | None = Field(None, description="Job run for the stream when run_mode=job_id.")
+    job_id: int | None = Field(
+        None, description="run_mode=job_id: the bundle's job (databricks.yml); each layer runs only its own task (tasks keyed bronze, stream, silver)."
+    )
+    bronze_job_id: int | None = Field(None, description="run_mode=job_id: a job of your own for bronze (instead of job_id's task).")
+    silver_job_id: int | None = Field(None, description="run_mode=job_id: a job of your own for silver (instead of job_id's task).")
+    stream_job_id: int | None = Field(None, description="run_mode=job_id: a job of your own for the stream (instead of job_id's task).")
     task_type: Literal["python_wheel", "spark_python"] = Field("python_wheel", description="How the package's entrypoint is started.")
     wheel_path: str | None = Field(
         None,

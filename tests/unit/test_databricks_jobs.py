@@ -324,8 +324,21 @@ def test_run_now_starts_the_job_and_reads_the_layers_task(fake):
     assert silver_counts(result["summary"]) == SILVER
 
 
+def test_the_bundles_job_runs_only_the_layers_task(fake):
+    """job_id is the bundle's job (every layer and gold): each layer runs just its own task."""
+    fake.jobs[JOB_ID] = ["bronze", "stream", "silver", "gold"]
+    fake.outcomes.append(Outcome(logs=job_output("silver", [asdict(c) for c in SILVER])))
+    result = run(make_settings(fake, run_mode="job_id", job_id=JOB_ID, wheel_path=None), layer="silver")
+
+    [body] = fake.bodies(RUN_NOW)
+    assert (body["job_id"], body["only"]) == (JOB_ID, ["silver"])
+    [created] = fake.runs.values()
+    assert [task["task_key"] for task in created.tasks] == ["silver"]
+    assert silver_counts(result["summary"]) == SILVER
+
+
 def test_job_id_mode_without_a_job_id_says_which_setting():
-    with pytest.raises(PipelineError, match="LOGISTICS_DATABRICKS_BRONZE_JOB_ID"):
+    with pytest.raises(PipelineError, match="LOGISTICS_DATABRICKS_JOB_ID .the bundle's job. or LOGISTICS_DATABRICKS_BRONZE_JOB_ID"):
         run_now_request("bronze", make_settings(run_mode="job_id"), FLOW_RUN, 0)
 
 
