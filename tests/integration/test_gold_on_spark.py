@@ -7,10 +7,12 @@ the same silver Delta tables are then registered in the test SparkSession's cata
 ``gold.silver_<table>`` (what the sources resolve to on non-DuckDB targets) and
 ``dbt build --target spark`` runs in this process, so dbt-spark's session method picks up the
 fixture's SparkSession (Delta extension and catalog included). Both builds run every model and
-every data test. The three gold tables are compared exactly: same columns and types, same rows
+every data test. The gold tables are compared exactly: same columns and types, same rows
 (floats bit for bit, dates as dates, md5 surrogate keys as text, ``_ingested_at`` as UTC
-instants). Then both follow changed silver the same way: a CRM line removed, streamed lines
-added and replaced.
+instants). Silver is built in two runs, the second after a customer moved country and another
+left the CRM export, so the history models (SCD type 2) and the quality results compared hold
+versions and runs. Then both follow changed silver the same way: a CRM line removed, streamed
+lines added and replaced.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from dbt.cli.main import dbtRunner, dbtRunnerResult
 from polars.testing import assert_frame_equal
 
 from logistics_pipeline.tasks.core.contract import STREAM_ORDERS
+from logistics_pipeline.tasks.core.quality_log import QUALITY_LAYER, QUALITY_TABLE
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
 from logistics_pipeline.tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
-from tests.local_layers import build_local_layers
+from tests.local_layers import build_local_layers, write_history_and_quality
 
 pytestmark = pytest.mark.spark
 
@@ -39,14 +42,40 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
 SPARK_SCHEMA = "gold"  # the spark target's schema (profiles.yml)
 STREAM_LOAD = datetime(2025, 11, 20, 8, 0, tzinfo=timezone.utc)
 LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
+FIRST_RUN, SECOND_RUN = datetime(2025, 11, 1, 6, 0, tzinfo=timezone.utc), datetime(2025, 11, 15, 6, 0, tzinfo=timezone.utc)
+HISTORY_MODELS = ("dim_customers_history", "dim_products_history", "silver_quality")
+COMPARED = (*GOLD_TABLES, *HISTORY_MODELS)
+MOVED_TO = "Atlantis"
 
 
 # --- building both golds ---------------------------------------------------------------------
 
-def build_silver(sources: Path, lake: Lake) -> None:
-    """The local engine's bronze and silver, and an empty stream_orders (gold reads it)."""
-    build_local_layers(sources, lake)
+def build_silver(sources: Path, lake: Lake) -> tuple[int, int]:
+    """The local engine's bronze and silver in two runs with their quality results, the second
+    after a customer moved country and another left the CRM export; and an empty stream_orders
+    (gold reads it). Returns (the customer who moved, the one who left)."""
+    write_history_and_quality(lake, build_local_layers(sources, lake, FIRST_RUN), FIRST_RUN, "run-1")
+    changed = change_customers(sources)
+    write_history_and_quality(lake, build_local_layers(sources, lake, SECOND_RUN), SECOND_RUN, "run-2")
     DeltaStore(lake).create_empty_stream_orders()
+    return changed
+
+
+def change_customers(sources: Path) -> tuple[int, int]:
+    """A customer moves to MOVED_TO (every ERP location line of theirs), another leaves the CRM
+    export (every line of theirs)."""
+    customers = sources / "source_crm" / "cust_info.csv"
+    header, *lines = customers.read_text().splitlines()
+    ids = [line.split(",")[0].strip() for line in lines]
+    moved, left = [int(i) for i in dict.fromkeys(i for i in ids if i.isdigit())][:2]
+    number = next(line.split(",")[1].strip() for line, i in zip(lines, ids, strict=True) if i == str(moved))
+    customers.write_text("\n".join([header, *(line for line, i in zip(lines, ids, strict=True) if i != str(left))]) + "\n")
+    locations = sources / "source_erp" / "LOC_A101.csv"
+    header, *lines = locations.read_text().splitlines()
+    moves = [f"{line.split(',')[0]},{MOVED_TO}" if line.split(",")[0].replace("-", "").strip() == number else line for line in lines]
+    assert moves != lines, f"no location line for {number}"
+    locations.write_text("\n".join([header, *moves]) + "\n")
+    return moved, left
 
 
 def stream_line(order: str, product: str, customer: int, quantity: int, price: float, event: str,
@@ -82,10 +111,10 @@ def first_stream_lines(lake: Lake) -> list[dict]:
     ]
 
 
-def dbt(work: Path, target: str, command: str = "build") -> dbtRunnerResult:
+def dbt(work: Path, target: str, command: str = "build", *options: str) -> dbtRunnerResult:
     try:
         return dbtRunner().invoke([
-            command,
+            command, *options,
             "--project-dir", str(DBT_PROJECT_DIR),
             "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target", target,
@@ -110,11 +139,16 @@ def assert_build_passed(result: dbtRunnerResult) -> dict[str, str]:
 
 
 def register_silver(spark, lake: Lake) -> None:
-    """The silver Delta tables as <spark schema>.silver_<table>, where the spark target's sources look."""
+    """The silver, history and quality Delta tables as <spark schema>.<layer>_<table>, where the
+    spark target's sources look (the Spark job's names on Unity Catalog)."""
     spark.sql(f"drop database if exists {SPARK_SCHEMA} cascade")
     spark.sql(f"create database {SPARK_SCHEMA}")
-    for name in [*(table.name for table in SILVER_TABLES), STREAM_ORDERS]:
-        spark.sql(f"create table {SPARK_SCHEMA}.silver_{name} using delta location '{lake.uri('silver', name)}'")
+    tables = [
+        *(("silver", table.name) for table in SILVER_TABLES), ("silver", STREAM_ORDERS),
+        *(("history", table.name) for table in SILVER_TABLES if table.keeps_history), (QUALITY_LAYER, QUALITY_TABLE),
+    ]
+    for layer, name in tables:
+        spark.sql(f"create table {SPARK_SCHEMA}.{layer}_{name} using delta location '{lake.uri(layer, name)}'")
 
 
 # --- reading and comparing -------------------------------------------------------------------
@@ -139,7 +173,7 @@ def spark_gold(spark, table: str) -> pl.DataFrame:
 
 def assert_same_gold(spark, lake: Lake) -> dict[str, int]:
     rows = {}
-    for table in GOLD_TABLES:
+    for table in COMPARED:
         local, on_spark = duckdb_gold(lake, table), spark_gold(spark, table)
         assert on_spark.schema == local.schema, f"{table}: {on_spark.schema} != {local.schema}"
         try:
@@ -154,13 +188,14 @@ def assert_same_gold(spark, lake: Lake) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def golds(spark, tmp_path_factory):
-    """(work dir, lake, statuses per target) after the first build on both targets."""
+    """(work dir, lake, statuses per target, (customer who moved, customer who left)) after the
+    first build on both targets."""
     from logistics_pipeline.datasets.generate import generate_datasets
 
     work = tmp_path_factory.mktemp("gold-on-spark")
     generate_datasets(work / "sources", scale=0.05, seed=3)
     lake = Lake(str(work / "lake"))
-    build_silver(work / "sources", lake)
+    changed = build_silver(work / "sources", lake)
     write_stream(lake, first_stream_lines(lake))
 
     with pytest.MonkeyPatch.context() as patch:
@@ -173,7 +208,7 @@ def golds(spark, tmp_path_factory):
         started = time.perf_counter()
         on_spark = assert_build_passed(dbt(work, "spark"))
         print(f"\ndbt build: duckdb {local_seconds:.1f}s, spark {time.perf_counter() - started:.1f}s")
-        yield work, lake, {"local": local, "spark": on_spark}
+        yield work, lake, {"local": local, "spark": on_spark}, changed
 
 
 def test_dbt_spark_ran_in_the_fixture_session(spark, golds):
@@ -182,22 +217,22 @@ def test_dbt_spark_ran_in_the_fixture_session(spark, golds):
     from pyspark.sql import SparkSession
 
     assert SparkSession.getActiveSession() is spark
-    for table in GOLD_TABLES:
+    for table in COMPARED:
         assert spark.catalog.tableExists(f"{SPARK_SCHEMA}.{table}")
     assert spark.sql(f"describe detail {SPARK_SCHEMA}.fact_orders").first()["format"] == "delta"
 
 
 def test_same_models_and_data_tests_pass_on_both_targets(golds):
-    _, _, statuses = golds
+    _, _, statuses, _ = golds
     assert statuses["spark"] == statuses["local"]
     kinds = {node.split(".")[0] for node in statuses["spark"]}
     assert kinds == {"model", "test", "unit_test", "operation"}  # operation: the on-run-start hook
     assert sum(node.startswith("test.") for node in statuses["spark"]) >= 20
-    assert {node for node in statuses["spark"] if node.startswith("model.")} == {f"model.dbt_gold.{t}" for t in GOLD_TABLES}
+    assert {node for node in statuses["spark"] if node.startswith("model.")} == {f"model.dbt_gold.{t}" for t in COMPARED}
 
 
 def test_gold_tables_are_equal(spark, golds):
-    _, lake, _ = golds
+    _, lake, _, _ = golds
     rows = assert_same_gold(spark, lake)
     assert all(rows.values()), rows
     fact = spark_gold(spark, "fact_orders")
@@ -208,10 +243,50 @@ def test_gold_tables_are_equal(spark, golds):
     assert unknown.filter(pl.col("customer_key") == "-1").height == 1 and unknown.filter(pl.col("product_key") == "-1").height == 1
 
 
+AS_OF_ORDER_DATE = """
+    select f.order_number, f.product_number, f.order_date, c.country, c.version_number
+    from {schema}.fact_orders f
+    join {schema}.dim_customers_history c
+        on c.customer_id = f.customer_id
+        and c.valid_from <= f.order_date
+        and (c.valid_to is null or f.order_date < c.valid_to)
+    where f.customer_id = {customer}
+"""
+
+
+def test_history_and_the_as_of_order_date_query_agree_on_both_targets(spark, golds):
+    """The customer who moved has two versions (the old country until the second run), orders
+    before it find the old country on both targets; the customer who left keeps a closed
+    version; each run left its quality rows."""
+    _, lake, _, (moved, left) = golds
+    history = spark_gold(spark, "dim_customers_history")
+    versions = history.filter(pl.col("customer_id") == moved).sort("version_number")
+    assert versions["version_number"].to_list() == [1, 2]
+    assert versions["country"].to_list()[1] == MOVED_TO and versions["country"].to_list()[0] != MOVED_TO
+    assert versions["valid_to"].to_list()[0] == versions["valid_from"].to_list()[1] == SECOND_RUN
+    assert versions["valid_from"].to_list()[0] == datetime(1900, 1, 1, tzinfo=timezone.utc)
+    closed = history.filter(pl.col("customer_id") == left)
+    assert closed.select("valid_to", "is_current", "is_deleted").rows() == [(SECOND_RUN, False, True)]
+
+    with duckdb.connect(lake.gold_path, read_only=True) as connection:
+        local = connection.sql(AS_OF_ORDER_DATE.format(schema=GOLD_SCHEMA, customer=moved)).pl()
+    on_spark = pl.from_arrow(spark.sql(AS_OF_ORDER_DATE.format(schema=SPARK_SCHEMA, customer=moved)).toArrow())
+    assert comparable(on_spark).equals(comparable(local))
+    lines = spark_gold(spark, "fact_orders").filter((pl.col("customer_id") == moved) & pl.col("order_date").is_not_null())
+    assert local.height == lines.height  # every dated order line finds exactly one version
+    before = local.filter(pl.col("order_date") < SECOND_RUN.date())
+    assert before.height > 0 and set(before["country"]) == {versions["country"][0]}
+    assert set(local.filter(pl.col("order_date") >= SECOND_RUN.date())["country"]) <= {MOVED_TO}
+
+    quality = spark_gold(spark, "silver_quality")
+    assert sorted(set(quality["run_id"])) == ["run-1", "run-2"] and set(quality["run_number"]) == {1, 2}
+    assert quality.filter(pl.col("run_id") == "run-1").height == quality.filter(pl.col("run_id") == "run-2").height
+
+
 def test_both_targets_follow_changed_silver(spark, golds):
     """A CRM line removed from the export, a streamed line replaced and one added: both targets
     rebuild the same gold from the changed silver."""
-    work, lake, _ = golds
+    work, lake, _, _ = golds
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOGISTICS_LAKE", lake.root)
         patch.setenv("DO_NOT_TRACK", "1")
@@ -225,8 +300,9 @@ def test_both_targets_follow_changed_silver(spark, golds):
             *lines[1:],
             stream_line("ST-3", removed["sls_prd_key"], removed["sls_cust_id"], 4, 2.5, "e-6", LATER_LOAD),
         ])
-        assert_build_passed(dbt(work, "local"))
-        assert_build_passed(dbt(work, "spark"))
+        # the history and quality sources did not change: their models are not built again
+        assert_build_passed(dbt(work, "local", "build", "--exclude", *HISTORY_MODELS))
+        assert_build_passed(dbt(work, "spark", "build", "--exclude", *HISTORY_MODELS))
         rows = assert_same_gold(spark, lake)
         fact = spark_gold(spark, "fact_orders")
         assert rows["fact_orders"] == crm.height - 1 + 6  # ST-1 twice, ST-2, ST-4 twice, ST-3; the copy of a CRM line loses
