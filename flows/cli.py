@@ -286,6 +286,47 @@ def quality(
         typer.echo(line)
 
 
+@app.command()
+def quarantine(
+    lake: LakeDir = None,
+    table: Annotated[str | None, typer.Option("--table", help="Only this silver table's rejected rows, e.g. crm_cust_info or stream_orders.")] = None,
+    rule: Annotated[str | None, typer.Option("--rule", help="Only the rows this rule rejected, e.g. missing_customer_id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Print at most this many rows.")] = 50,
+) -> None:
+    """Print the rows silver rejected: the rule, the file line or stream offset, the batch, and the row as received."""
+    from logistics_pipeline.tasks.errors import PipelineError
+    from logistics_pipeline.tasks.local.lake import Lake
+    from logistics_pipeline.tasks.local.quarantine import check_filters, render, select_quarantined
+    from logistics_pipeline.tasks.settings import load_settings
+
+    try:
+        check_filters(table, rule)
+    except PipelineError as error:  # a usage error: exit 2, like a bad option value
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    selection = _run(lambda: select_quarantined(Lake(load_settings(lake=lake).lake), table, rule, limit))
+    for line in render(selection):
+        typer.echo(line)
+
+
+
+@app.command()
+def quality(
+    lake: LakeDir = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="How many of the latest silver runs to show.")] = 7,
+    table: Annotated[str | None, typer.Option("--table", help="Only this silver table, e.g. crm_sales_details.")] = None,
+) -> None:
+    """Print the last silver runs' quality results per table and rule (share of rows quarantined per run), and the trend."""
+    from logistics_pipeline.tasks.core.quality_log import quality_report
+    from logistics_pipeline.tasks.local.lake import Lake
+    from logistics_pipeline.tasks.local.quality_results import read_quality_results
+    from logistics_pipeline.tasks.settings import load_settings
+
+    lines = _run(lambda: quality_report(read_quality_results(Lake(load_settings(lake=lake).lake)), runs=runs, table=table))
+    for line in lines:
+        typer.echo(line)
+
+
 _stopped_by: list[int] = []
 """The signal (SIGTERM, SIGINT) that stopped the command, if one did."""
 
