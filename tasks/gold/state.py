@@ -16,10 +16,12 @@ file: it opens, holds the recorded tables with their row counts, and has the rec
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -58,8 +60,18 @@ def gold_inputs(settings: Settings, silver_tables: list[str], history_tables: li
     }
 
 
+URL_CHARS = "#?"
+"""DuckDB cannot write a database under a path holding ``?`` (it puts its write-ahead log at
+``<path up to the ?>.wal?<rest>``), and dbt-duckdb names the database after what it reads of
+the path as a URL, cut at ``#`` or ``?``. Under a lake whose path holds one, gold is built in
+the temporary folder and copied in when published."""
+
+
 def staging_path(settings: Settings) -> Path:
     """Where a build writes; the same file name as gold, so dbt-duckdb's database is `gold` too."""
+    if any(char in settings.lake for char in URL_CHARS):
+        lake_digest = hashlib.sha256(settings.lake.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"logistics-gold-{lake_digest}" / "staging" / GOLD_FILE
     return work_dir(settings) / "staging" / GOLD_FILE
 
 
@@ -101,7 +113,15 @@ def publish(settings: Settings) -> None:
     with duckdb.connect(str(staged)) as connection:
         connection.execute("checkpoint")
     _wal(published).unlink(missing_ok=True)
-    os.replace(staged, published)
+    try:
+        os.replace(staged, published)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        partial = published.with_name(f".{published.name}.partial")  # staged on another file system
+        shutil.copyfile(staged, partial)
+        os.replace(partial, published)
+        staged.unlink()
 
 
 def _record_path(settings: Settings) -> Path:

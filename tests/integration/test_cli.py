@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.cli_runner import run_cli
+from tests.oracle import GOLD_QUERIES, expected_gold
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -22,12 +24,33 @@ def test_help_explains_the_commands():
         assert option in run_help
 
 
-def test_run_succeeds_and_prints_where_gold_is(tmp_path, sources):
-    lake = tmp_path / "lake"
-    result = run_cli("run", "--source-dir", str(sources), "--lake", str(lake))
+def test_run_under_odd_folder_names_builds_the_right_gold_and_reads_well(tmp_path, sources):
+    """A lake and an export under names with a space, '#', '?', '%' and a non-ASCII letter (which
+    delta-rs percent-encodes), with streamed orders: gold is what the sources say; the log has
+    dbt's lines once each, under their task's name, no colour codes; the summary says what it counts."""
+    odd = tmp_path / "odd #?%é"
+    export, lake = odd / "export #1", odd / "lake ?%é"
+    odd.mkdir()
+    sources.rename(export)
+    result = run_cli("run", "--source-dir", str(export), "--lake", str(lake), "--orders", "20", "--seed", "5")
     assert result.returncode == 0, result.stderr
     assert str(lake / "gold.duckdb") in result.stdout
-    assert (lake / "gold.duckdb").is_file()
+
+    messages = [line for path in sorted((lake / "landing" / "orders").glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert len(messages) == 20
+    expected = expected_gold(export, messages)
+    with duckdb.connect(str(lake / "gold.duckdb"), read_only=True) as connection:
+        for table, query in GOLD_QUERIES.items():
+            assert set(connection.execute(query).fetchall()) == getattr(expected, table), table
+
+    log = result.stderr
+    assert "Task run None" not in log and "\x1b[" not in log
+    created = [line for line in log.splitlines() if "OK created sql table model main.fact_orders" in line]
+    assert len(created) == 1 and "Task run 'model fact_orders' - " in created[0], created
+    assert "Traceback" not in log and "CancelledError" not in log
+    assert "(20 of them stream messages)" in log, "the summary says what bronze counts"
+    assert "bronze: " in result.stdout and ", 20 stream messages)" in result.stdout
+    assert "stream order lines)" in result.stdout
 
 
 def header_renamed(path: Path) -> None:
@@ -61,6 +84,8 @@ def test_bad_file_is_refused_in_one_line_and_nothing_is_written(tmp_path, source
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line == f"error: {target}: {problem}" or (last_line.startswith(f"error: {target}: {problem}"))
     assert "Traceback" not in result.stderr
+    repeats = [line for line in result.stderr.splitlines()[:-1] if problem in line]
+    assert len(repeats) == 1, "the error is logged once (where it happened), then the error: line:\n" + "\n".join(repeats)
     assert not (lake / "bronze").exists(), "a refused file must leave no table behind"
 
 
