@@ -7,7 +7,7 @@ LAKE ?= lake
 RUN_INSTALLED := $(VENV)/.installed-run
 TEST_INSTALLED := $(VENV)/.installed-test
 
-.PHONY: run test test-fast test-middle install kafka-up kafka-down job-wheel deploy worker automations compose-tools bench bench-quick constraints clean
+.PHONY: run test test-fast test-middle install docs docs-serve kafka-up kafka-down job-wheel deploy worker automations compose-tools browser-tools bench bench-quick constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ run: $(RUN_INSTALLED)
 	$(BIN)/logistics-pipeline run --lake $(LAKE)
 
 ## The full test suite: the import contracts, then unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
-test: $(TEST_INSTALLED) compose-tools
+test: $(TEST_INSTALLED) compose-tools browser-tools
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
@@ -39,6 +39,14 @@ test-fast: $(TEST_INSTALLED)
 ## The middle lane: everything but Kafka, Spark, end-to-end and slow trials (real Delta, dbt, a temporary Prefect server).
 test-middle: $(TEST_INSTALLED)
 	$(BIN)/python -m pytest -q -m "not kafka and not spark and not e2e and not slow"
+
+## The dbt docs site of the lake's gold (models, columns, tests, lineage) in $(LAKE)/docs; docs-serve also serves it.
+docs: $(RUN_INSTALLED)
+	$(BIN)/logistics-pipeline docs --lake $(LAKE)
+
+DOCS_PORT ?= 8080
+docs-serve: $(RUN_INSTALLED)
+	$(BIN)/logistics-pipeline docs --lake $(LAKE) --serve --port $(DOCS_PORT)
 
 ## A real single-node Kafka on 127.0.0.1 (jars from Maven Central, cached); prints HOST:PORT last.
 kafka-up:
@@ -64,6 +72,12 @@ compose-tools:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null 2>&1 \
 	  || echo "note: could not install docker-compose (needs root on Debian/Ubuntu); its compose check will be skipped"; }
+
+## Debian's Chromium and chromedriver, so tests can load the dbt docs site in a real headless browser.
+browser-tools:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	  || echo "note: could not install chromium and chromium-driver (needs root on Debian/Ubuntu); the docs browser test will be skipped"; }
 
 ## The job wheel a Databricks cluster installs (python_wheel_task logistics_pipeline_job, entry point
 ## logistics-spark): only the Spark job and what a runtime lacks; prints dist/logistics_pipeline_job-<version>-py3-none-any.whl

@@ -287,6 +287,30 @@ def quality(
 
 
 @app.command()
+def docs(
+    lake: LakeDir = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write the site to (default: <lake>/docs).")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Then serve the site on http://127.0.0.1:PORT until stopped (Ctrl-C).")] = False,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --serve.")] = 8080,
+) -> None:
+    """Generate the dbt docs site of the lake's gold (models, columns, tests, lineage from the sources); --serve serves it."""
+    from logistics_pipeline.tasks.gold.docs import docs_server, generate_docs
+    from logistics_pipeline.tasks.settings import load_settings
+
+    settings = _run(lambda: load_settings(lake=lake))
+    server = _run(lambda: docs_server(out or Path(settings.lake) / "docs", port)) if serve else None  # a busy port fails before the work
+    site = _run(lambda: generate_docs(settings, out))
+    typer.echo(f"docs of {settings.lake}: {site.index} ({site.models} models, {site.sources} sources, {site.data_tests} data tests)")
+    if server is not None:
+        typer.echo(f"serving {site.index.parent} on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+        sys.stdout.flush()  # the lines above, before the command waits
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+@app.command()
 def quarantine(
     lake: LakeDir = None,
     table: Annotated[str | None, typer.Option("--table", help="Only this silver table's rejected rows, e.g. crm_cust_info or stream_orders.")] = None,
