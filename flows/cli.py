@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import typer
 from typer.core import TyperGroup
 
-from logistics_pipeline.tasks.errors import one_line
+from logistics_pipeline.tasks.errors import is_error, one_line
 
 
 class _Commands(TyperGroup):
@@ -110,7 +110,11 @@ def _run(*actions: Callable[[], Any]) -> Any:
             return [action() for action in actions][-1]
         finally:
             stop_temporary_server()
-    except Exception as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
+    except typer.Exit:
+        raise
+    except BaseException as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
+        if not is_error(error):
+            raise  # an interruption: main reports it
         if not _stopped_by:  # else what the signal broke (main says it was stopped)
             typer.echo(f"error: {one_line(error) or type(error).__name__}", err=True)
         raise typer.Exit(1) from None
@@ -267,23 +271,6 @@ def generate_datasets(
     rows = _run(lambda: generate(out, scale=scale, seed=seed))
     for name, count in rows.items():
         typer.echo(f"{out / name}: {count} rows")
-
-
-@app.command()
-def quality(
-    lake: LakeDir = None,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="How many of the latest silver runs to show.")] = 7,
-    table: Annotated[str | None, typer.Option("--table", help="Only this silver table, e.g. crm_sales_details.")] = None,
-) -> None:
-    """Print the last silver runs' quality results per table and rule (share of rows quarantined per run), and the trend."""
-    from logistics_pipeline.tasks.core.quality_log import quality_report
-    from logistics_pipeline.tasks.local.lake import Lake
-    from logistics_pipeline.tasks.local.quality_results import read_quality_results
-    from logistics_pipeline.tasks.settings import load_settings
-
-    lines = _run(lambda: quality_report(read_quality_results(Lake(load_settings(lake=lake).lake)), runs=runs, table=table))
-    for line in lines:
-        typer.echo(line)
 
 
 @app.command()

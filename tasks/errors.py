@@ -40,8 +40,16 @@ def concerning(subject: str) -> Iterator[None]:
         yield
     except PipelineError:
         raise
-    except Exception as error:
+    except BaseException as error:
+        if not is_error(error):
+            raise
         raise LibraryError(f"{subject}: {first_line(error)}") from error
+
+
+def is_error(error: BaseException) -> bool:
+    """An Exception, or a Rust library's panic (polars, delta-rs on a damaged file): pyo3
+    raises those as ``PanicException``, a BaseException like KeyboardInterrupt."""
+    return isinstance(error, Exception) or type(error).__name__ == "PanicException"
 
 
 ERROR_WITHOUT_TRACEBACK = "pipeline_error"
