@@ -29,6 +29,7 @@ from logistics_pipeline.tasks.orchestration.assets import (
 )
 from logistics_pipeline.tasks.orchestration.caching import is_stale
 from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.orchestration.progress import Progress
 from logistics_pipeline.tasks.orchestration.steps import check_source, ingest_source, write_stream_batch
 from logistics_pipeline.tasks.settings import load_settings
 
@@ -71,19 +72,22 @@ def bronze_layer(
 
         rows: dict[str, int] = {}
         ingested: dict[str, bool] = {}
-        for source in SOURCES:
-            target = lake_.uri("bronze", source.table)
-            if warning := repair(target, f"the export {source.relative_path}"):
-                logger.warning(warning)
-            fingerprint = checked[source.table].sha256
-            ingested[source.table] = is_stale(target, fingerprint)
-            ingest = ingest_source.with_options(
-                assets=[table_asset(settings.lake, "bronze", source.table)],
-                asset_deps=[source_asset(source.path(settings.source_dir))],
-                refresh_cache=ingested[source.table],
-            )
-            rows[source.table] = ingest(source, settings.source_dir, target_uri=target, fingerprint=fingerprint, checked=checked[source.table])
-            logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
+        megabytes = {table: fingerprint.size_bytes / 1e6 for table, fingerprint in checked.items()}
+        with Progress("bronze-files-progress", "bronze", "MB of CSV", total=sum(megabytes.values()), description="CSV exports landed in bronze") as progress:
+            for source in SOURCES:
+                target = lake_.uri("bronze", source.table)
+                if warning := repair(target, f"the export {source.relative_path}"):
+                    logger.warning(warning)
+                fingerprint = checked[source.table].sha256
+                ingested[source.table] = is_stale(target, fingerprint)
+                ingest = ingest_source.with_options(
+                    assets=[table_asset(settings.lake, "bronze", source.table)],
+                    asset_deps=[source_asset(source.path(settings.source_dir))],
+                    refresh_cache=ingested[source.table],
+                )
+                rows[source.table] = ingest(source, settings.source_dir, target_uri=target, fingerprint=fingerprint, checked=checked[source.table])
+                logger.info("bronze %s: %d rows (%s)", source.table, rows[source.table], "ingested" if ingested[source.table] else "unchanged")
+                progress.advance(megabytes[source.table], note=source.relative_path)
 
         connection = load_kafka_connection(kafka_block, settings)
         check_stream_table(lake_.uri("bronze", KAFKA_ORDERS))
@@ -116,7 +120,12 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
     if connection is None:
         landing = Path(lake_.landing_orders)
         logger.info("stream transport: landing folder %s (no Kafka configured)", landing)
-        return sum(write(target, batch) for batch in landing_batches(landing, target, batch_messages))
+        with Progress("bronze-stream-progress", "bronze kafka_orders", "new messages", description="Landing-folder messages landed in bronze") as progress:
+            written = 0
+            for batch in landing_batches(landing, target, batch_messages):
+                written += write(target, batch)
+                progress.advance(batch.rows.height)
+            return written
 
     logger.info("stream transport: Kafka at %s, topic %s", connection.bootstrap_servers, topic)
     check_broker(connection)
@@ -125,9 +134,11 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
     logger.info("topic %s: %d messages to ingest (from %s to %s)", topic, reader.available, reader.start, reader.end)
     written = 0
     try:
-        for batch in reader.batches(batch_messages):
-            written += write(target, batch)
-            reader.commit_group_offsets(batch.next_offsets)
+        with Progress("bronze-stream-progress", "bronze kafka_orders", "messages", total=reader.available, description=f"Messages of topic {topic} landed in bronze") as progress:
+            for batch in reader.batches(batch_messages):
+                written += write(target, batch)
+                reader.commit_group_offsets(batch.next_offsets)
+                progress.advance(batch.rows.height)
     finally:
         reader.close()
     return written

@@ -9,7 +9,7 @@ with the test's name, leaves the last good gold in place, and is never retried.
 from __future__ import annotations
 
 import shutil
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -46,6 +46,7 @@ from logistics_pipeline.tasks.local.lake import (
 )
 from logistics_pipeline.tasks.orchestration.assets import link_dbt_sources
 from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.orchestration.progress import Progress
 from logistics_pipeline.tasks.settings import Settings, load_settings
 
 SILVER_INPUTS = [*(t.name for t in SILVER_TABLES), STREAM_ORDERS]
@@ -112,13 +113,21 @@ def build_and_publish(settings: Settings, full_refresh: bool) -> None:
     staging = start_build(settings)
     link_dbt_sources(settings.lake, SILVER_INPUTS)  # lineage: silver Delta table -> dbt source -> gold model
     try:
-        dbt_build(settings, str(staging), full_refresh=full_refresh)
+        with Progress("gold-progress", "gold", "models built", description="dbt models built into the staging gold (their tests follow)") as progress:
+            dbt_build(settings, str(staging), full_refresh=full_refresh, on_model=lambda context: model_built(progress, context))
     except GoldTestFailure as failure:
         kept = keep_failed_build(settings)
         raise GoldTestFailure(f"gold not published: {failure}; {published_path(settings)} is unchanged (the failed build is in {kept})") from None
     check_stream_freshness(settings, str(staging))
     publish(settings)
     failed_path(settings).unlink(missing_ok=True)  # the last failure is fixed
+
+
+def model_built(progress: Progress, context: Any) -> None:
+    """After each dbt model: one more of the project's models (counted in the runner's manifest)."""
+    if progress.total is None:
+        progress.total = sum(node.resource_type == "model" for node in context.owner.manifest.nodes.values())
+    progress.advance(note=context.node.name)
 
 
 def check_freshness_elsewhere(settings: Settings) -> None:

@@ -10,12 +10,13 @@ files) is set aside and rebuilt from bronze.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -27,10 +28,11 @@ from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.databricks.jobs import run_on_databricks
 from logistics_pipeline.tasks.databricks.output import silver_counts
 from logistics_pipeline.tasks.local.bronze import new_bronze_columns
-from logistics_pipeline.tasks.local.lake import Lake, repair, table_exists
+from logistics_pipeline.tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_exists
 from logistics_pipeline.tasks.local.store import DeltaStore, bronze_fingerprint
 from logistics_pipeline.tasks.orchestration.assets import table_asset
 from logistics_pipeline.tasks.orchestration.lock import lake_lock
+from logistics_pipeline.tasks.orchestration.progress import Progress
 from logistics_pipeline.tasks.orchestration.quality import artifact_rows, check_quality_settings, enforce_thresholds, record_silver_quality
 from logistics_pipeline.tasks.orchestration.steps import build_silver_table, build_stream_orders
 from logistics_pipeline.tasks.settings import QualitySettings, load_settings
@@ -72,7 +74,7 @@ def silver_layer(
         if drift:
             create_markdown_artifact(key="schema-drift", markdown=drift_markdown(drift), description="Source columns bronze kept and silver does not use")
 
-        futures = []
+        futures = {}
         for table in SILVER_TABLES:
             repair_outputs(lake_, table.name, f"bronze {table.bronze}")
             target = lake_.uri("silver", table.name)
@@ -83,8 +85,10 @@ def silver_layer(
                 asset_deps=[table_asset(settings.lake, "bronze", table.bronze)],
                 refresh_cache=stale,
             )
-            futures.append(build.submit(table, lake_, target_uri=target, fingerprint=fingerprint, force=full_refresh, run_at=run_at))
-        wait(futures)  # a table stopped by schema drift fails the layer, after the other tables are built
+            futures[build.submit(table, lake_, target_uri=target, fingerprint=fingerprint, force=full_refresh, run_at=run_at)] = table
+        progress = silver_progress(lake_)
+        for future in as_completed(futures):  # a table stopped by schema drift fails the layer, after the other tables are built
+            progress.advance(row_count(lake_.uri("bronze", futures[future].bronze)), note=f"{futures[future].name} done")
         counts = [future.result() for future in futures]
 
         repair_outputs(lake_, STREAM_ORDERS, f"bronze {KAFKA_ORDERS}")
@@ -101,6 +105,7 @@ def silver_layer(
                 refresh_cache=stale,
             )
             counts.append(build(lake_, target_uri=target, fingerprint=stream, force=full_refresh))
+        progress.close()
 
         record_silver_quality(store, counts, run_at)
         publish_silver(counts, settings.quality)
@@ -121,6 +126,15 @@ def publish_silver(counts: list[TableCounts], thresholds: QualitySettings) -> No
         description="Per silver table: rows in (bronze) = rows out + quarantined + merged duplicates; rows (and share of rows in) each rule quarantined.",
     )
     enforce_thresholds(counts, thresholds)
+
+
+def silver_progress(lake_: Lake) -> Progress:
+    """Silver's progress in bronze rows, the work a table's build grows with (a damaged
+    kafka_orders counts none here: its own check names it)."""
+    total = sum(row_count(lake_.uri("bronze", table.bronze)) for table in SILVER_TABLES)
+    with suppress(DamagedTableError):
+        total += row_count(lake_.uri("bronze", KAFKA_ORDERS))
+    return Progress("silver-progress", "silver", "bronze rows", total=total, description="Bronze rows built into silver and quarantine")
 
 
 def repair_outputs(lake_: Lake, table: str, upstream: str) -> None:

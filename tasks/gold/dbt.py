@@ -10,6 +10,7 @@ the run (the project's own, with that one path replaced: a profile cannot read v
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,13 +78,14 @@ class GoldTestFailure(PipelineError):
     """`dbt build` failed a model or a test; the message names each one."""
 
 
-def dbt_build(settings: Settings, gold_path: str | None = None, full_refresh: bool = False) -> None:
+def dbt_build(settings: Settings, gold_path: str | None = None, full_refresh: bool = False, on_model: Callable[[Any], None] | None = None) -> None:
     """`dbt build` (models, then their tests) into ``gold_path`` (local target); raises
-    ``GoldTestFailure`` naming each failed model or test in one line."""
+    ``GoldTestFailure`` naming each failed model or test in one line. ``on_model`` is called
+    after each model with prefect-dbt's hook context (its ``node`` and ``owner``, the runner)."""
     args = ["build", "--target", settings.dbt_target]
     if full_refresh:
         args.append("--full-refresh")
-    result = invoke(settings, args, gold_path)
+    result = invoke(settings, args, gold_path, on_model)
     if result.success:
         return
     failures = [r for r in getattr(result.result, "results", None) or [] if str(getattr(r.status, "value", r.status)) in FAILED_STATUSES]
@@ -117,10 +119,13 @@ def stream_freshness(settings: Settings, gold_path: str | None = None) -> dict[s
     }
 
 
-def invoke(settings: Settings, args: list[str], gold_path: str | None) -> Any:
+def invoke(settings: Settings, args: list[str], gold_path: str | None, on_model: Callable[[Any], None] | None = None) -> Any:
     """Run dbt in-process with this run's vars, profile and paths."""
     try:
-        return dbt_runner(settings, gold_path).invoke(
+        runner = dbt_runner(settings, gold_path)
+        if on_model is not None:
+            runner.post_model(on_model)
+        return runner.invoke(
             [*args, "--vars", json.dumps(dbt_vars(settings))],
             log_path=str(work_dir(settings) / "logs"),
             use_colors=False,  # its lines go to Prefect's log and to a file, never straight to a terminal

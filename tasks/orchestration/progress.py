@@ -1,0 +1,134 @@
+"""Progress of long work where a person looks for it: a Prefect progress artifact on the run's
+page (`produce-messages` has had one from the start; bronze, silver and gold report the same
+way), and, when stdout is a terminal, one line rewritten in place (none when piped, so a log
+file holds no control characters).
+
+A log line printed while the progress line shows would be glued to it; a filter on the
+console's log handlers clears the line first, and the next update draws it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from types import TracebackType
+from uuid import UUID
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+ARTIFACT_EVERY_S = 1.0
+"""At most one artifact update (an API call) per second, besides the last one."""
+LINE_EVERY_S = 0.1
+
+
+class _Terminal:
+    """The one progress line on the terminal, shared by every Progress (they may run in threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.shown = False
+        self.filtered: set[int] = set()
+
+    @staticmethod
+    def active() -> bool:
+        return sys.stdout.isatty()
+
+    def show(self, text: str) -> None:
+        with self.lock:
+            sys.stdout.write(f"\r\x1b[K{text}")
+            sys.stdout.flush()
+            self.shown = True
+
+    def clear(self) -> None:
+        with self.lock:
+            if self.shown:
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
+                self.shown = False
+
+    def clear_before_logs(self) -> None:
+        """Clear the line before any console log record is written (once per handler)."""
+        for logger in (logging.getLogger(), logging.getLogger("prefect")):
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and id(handler) not in self.filtered:
+                    handler.addFilter(_ClearProgressLine())
+                    self.filtered.add(id(handler))
+
+
+TERMINAL = _Terminal()
+
+
+class _ClearProgressLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        TERMINAL.clear()
+        return True
+
+
+class Progress:
+    """``done`` of ``total`` units of some work, as a progress artifact (key ``key``) and a
+    terminal line ``what: done of total unit (n%) note``. Use it as a context manager: on
+    leaving, the artifact shows where the work got to (100% when it finished) and the terminal
+    line is cleared."""
+
+    def __init__(self, key: str, what: str, unit: str, total: float | None = None, description: str | None = None):
+        self.what, self.unit, self.total = what, unit, total
+        self.done = 0.0
+        self.note = ""
+        self.finished = False
+        self._lock = threading.Lock()
+        self._artifact: UUID | None = create_progress_artifact(0.0, key=key, description=description or f"{what}: {unit} done")
+        self._artifact_percent = 0.0
+        self._artifact_at = 0.0
+        self._line_at = 0.0
+        if TERMINAL.active():
+            TERMINAL.clear_before_logs()
+
+    @property
+    def percent(self) -> float:
+        if self.finished:
+            return 100.0
+        if not self.total:
+            return 0.0
+        return min(100.0, 100.0 * self.done / self.total)
+
+    def advance(self, amount: float = 1, note: str | None = None) -> None:
+        with self._lock:
+            self.done += amount
+            if note is not None:
+                self.note = note
+            self._report(final=False)
+
+    def _report(self, final: bool) -> None:
+        now = time.monotonic()
+        percent = self.percent
+        if self._artifact is not None and (final or (percent > self._artifact_percent and now - self._artifact_at >= ARTIFACT_EVERY_S)):
+            update_progress_artifact(self._artifact, percent)
+            self._artifact_percent, self._artifact_at = percent, now
+        if TERMINAL.active() and not final and (now - self._line_at >= LINE_EVERY_S or percent >= 100):
+            self._line_at = now
+            TERMINAL.show(self.line())
+
+    def line(self) -> str:
+        total = "?" if self.total is None else _amount(self.total)
+        note = f" {self.note}" if self.note else ""
+        return f"{self.what}: {_amount(self.done)} of {total} {self.unit} ({self.percent:.0f}%){note}"
+
+    def close(self, finished: bool = True) -> None:
+        """The work is over: the artifact shows 100% (or where it stopped), the terminal line goes."""
+        with self._lock:
+            self.finished = finished
+            self._report(final=True)
+        TERMINAL.clear()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close(finished=kind is None)
+
+
+def _amount(value: float) -> str:
+    """1,234,567 for counts; 12.3 for small amounts with a fraction (megabytes)."""
+    return f"{value:,.1f}" if value < 1000 and value != int(value) else f"{value:,.0f}"
