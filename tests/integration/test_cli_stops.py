@@ -88,3 +88,16 @@ def test_a_library_error_names_its_table(tmp_path, sources, prefect_server):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: silver crm_sales_details: "), last
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(600)
+def test_a_command_that_succeeds_stops_its_temporary_server_cleanly(tmp_path):
+    """Its workers drained first, the server stops before the result: no CancelledError
+    tracebacks after it, nothing left running."""
+    environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    result = subprocess.run([*CLI, "maintain", "--lake", str(tmp_path / "lake")], capture_output=True, text=True, env=environment, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    port = re.search(r"Starting temporary server on http://127\.0\.0\.1:(\d+)", result.stderr).group(1)
+    assert result.stderr.strip().splitlines()[-1].endswith(f"Stopping temporary server on http://127.0.0.1:{port}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "CancelledError" not in result.stderr
+    assert not servers_on(port)
