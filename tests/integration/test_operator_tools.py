@@ -229,17 +229,13 @@ def test_docs_site_renders_in_a_real_browser_from_any_folder(lake, tmp_path):
     assert digest(published) == before, "docs generation never writes the published gold"
 
 
-def test_progress_line_on_a_terminal_and_none_in_a_pipe(lake, prefect_server):
+def on_a_terminal(*args: str) -> bytes:
+    """What the command writes to a terminal (a pseudo-terminal for stdout and stderr)."""
     from prefect.settings import PREFECT_API_URL
-
-    piped = run_cli("silver", "--lake", str(lake))
-    assert piped.returncode == 0, piped.stderr
-    assert "\x1b[K" not in piped.stdout + piped.stderr and "\r" not in piped.stdout
 
     controller, terminal = pty.openpty()
     environment = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
-    process = subprocess.Popen([*CLI, "silver", "--lake", str(lake), "--full-refresh"],
-                               stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, cwd=ROOT, env=environment)
+    process = subprocess.Popen([*CLI, *args], stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, cwd=ROOT, env=environment)
     os.close(terminal)
     shown = b""
     while True:
@@ -252,5 +248,16 @@ def test_progress_line_on_a_terminal_and_none_in_a_pipe(lake, prefect_server):
         shown += chunk
     os.close(controller)
     assert process.wait(timeout=300) == 0, shown[-3000:]
-    lines = re.findall(rb"\r\x1b\[K(silver: [\d,]+ of [\d,]+ bronze rows \(\d+%\)[^\r\n]*)", shown)
-    assert lines, shown[-2000:]
+    return shown
+
+
+def test_progress_line_on_a_terminal_and_none_in_a_pipe(lake, prefect_server):
+    piped = run_cli("silver", "--lake", str(lake))
+    assert piped.returncode == 0, piped.stderr
+    assert "\x1b[K" not in piped.stdout + piped.stderr and "\r" not in piped.stdout
+
+    shown = on_a_terminal("silver", "--lake", str(lake), "--full-refresh")
+    assert re.search(rb"\r\x1b\[Ksilver: [\d,]+ of [\d,]+ bronze rows \(\d+%\) \w+ done", shown), shown[-2000:]
+    shown = on_a_terminal("gold", "--lake", str(lake), "--full-refresh")
+    built = re.findall(rb"\r\x1b\[Kgold: (\d+) of (\d+) models built", shown)
+    assert built and built[-1][0] == built[-1][1], shown[-2000:]  # prefect-dbt's hook after each model, up to the last
