@@ -73,6 +73,9 @@ class DatabricksSettings(BaseSettings):
     catalog: str = "main"
     schema_name: str = Field("logistics", validation_alias=AliasChoices("LOGISTICS_DATABRICKS_SCHEMA", "schema_name"))
     source_path: str = Field("/Volumes/main/logistics/landing", description="Unity Catalog volume (or cloud path) with the CSVs.")
+    http_path: str | None = Field(
+        None, validation_alias=_env("http_path"), description="Gold (dbt target databricks): the SQL warehouse's HTTP path, e.g. /sql/1.0/warehouses/1234abcd."
+    )
 
     # The order stream (layer "stream"): Kafka into bronze kafka_orders. Unset Kafka fields take
     # the pipeline's LOGISTICS_KAFKA_* values; without bootstrap servers there is no stream run.

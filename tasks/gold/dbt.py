@@ -1,16 +1,24 @@
 """Gold with dbt: build the dimensional models and run their tests through PrefectDbtRunner,
 so that every model and test is a task (and an asset) in the Prefect UI.
 
-dbt gets what varies per run as arguments, never through this process's environment: the
-lake as the var ``lake`` (where the sources' Delta tables are), the log and target paths as
-options, and, for the local target, the DuckDB file to build in a profiles.yml written for
-the run (the project's own, with that one path replaced: a profile cannot read vars).
+dbt gets what varies per run as arguments: the lake as the var ``lake`` (where the sources'
+Delta tables are), the log and target paths as options, for the local target the DuckDB file
+to build in a profiles.yml written for the run (the project's own, with that one path
+replaced), and for the databricks target the warehouse, catalog and schema as vars.
+
+The one exception is how the databricks target signs in: the credentials resolved for the
+Databricks jobs (block or environment, ``tasks.databricks.credentials``) reach dbt as
+environment variables, the only place a profile's ``env_var()`` reads, set for the dbt call
+and removed after it. The secrets go under ``DBT_ENV_SECRET_*`` names, which dbt scrubs from
+its logs; no file (profile, logs, target) ever holds them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +37,69 @@ STREAM_SOURCE = "source:silver.stream_orders"
 UNKNOWN_MEMBER_KEY = "-1"
 UNKNOWN_MEMBERS_TEST = "assert_unknown_members_within_limit"
 FAILED_STATUSES = {"error", "fail", "runtime error"}
+DBT_STOPPED = "Failed to invoke dbt command"
 
 
 def dbt_vars(settings: Settings) -> dict[str, object]:
-    """The project's vars: the lake, and the limit on order lines under the unknown member when one is set."""
+    """The project's vars: the lake, the limit on order lines under the unknown member when one
+    is set, and for the databricks target where gold goes (the profile reads these vars)."""
     limit = {} if settings.max_unknown_lines is None else {"max_unknown_member_lines": settings.max_unknown_lines}
-    return {"lake": settings.lake, **limit}
+    return {"lake": settings.lake, **limit, **databricks_vars(settings)}
+
+
+def target_type(settings: Settings) -> str | None:
+    """The adapter of the run's dbt target (``duckdb``, ``databricks``, ``spark``) in profiles.yml."""
+    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    return (profiles["dbt_gold"]["outputs"].get(settings.dbt_target) or {}).get("type")
+
+
+def databricks_vars(settings: Settings) -> dict[str, str]:
+    """For the databricks target: the SQL warehouse, and the catalog and schema the jobs write
+    silver to (gold goes next to it). Nothing for other targets."""
+    if target_type(settings) != "databricks":
+        return {}
+    databricks = settings.databricks
+    if not databricks.http_path:
+        raise PipelineError(
+            "gold on Databricks (dbt target databricks) needs a SQL warehouse: set DATABRICKS_HTTP_PATH "
+            "(its HTTP path, e.g. /sql/1.0/warehouses/1234abcd)"
+        )
+    return {"databricks_http_path": databricks.http_path, "databricks_catalog": databricks.catalog, "databricks_schema": databricks.schema_name}
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """For the databricks target: the workspace host (bare: dbt-databricks wants no https://) and
+    the sign-in, a token or a service principal (OAuth M2M; with a tenant, Microsoft Entra ID),
+    resolved as for the jobs, under the names profiles.yml reads. Nothing for other targets."""
+    if target_type(settings) != "databricks":
+        return {}
+    # Imported here: databricks-sdk takes seconds to import, and only this target needs it.
+    from logistics_pipeline.tasks.databricks.credentials import resolve_credentials
+
+    auth = resolve_credentials(settings.databricks)
+    if auth.token:
+        return {"DBT_HOST": auth.host, "DBT_ENV_SECRET_DATABRICKS_TOKEN": auth.token}
+    tenant = {"ARM_TENANT_ID": auth.tenant_id} if auth.tenant_id else {}  # read by databricks-sdk inside dbt-databricks
+    return {
+        "DBT_HOST": auth.host, "DBT_DATABRICKS_CLIENT_ID": auth.client_id or "",
+        "DBT_ENV_SECRET_DATABRICKS_CLIENT_SECRET": auth.client_secret or "", **tenant,
+    }
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment for the block, then what was there before.
+    dbt runs in-process and a profile's ``env_var()`` reads only the environment."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def work_dir(settings: Settings) -> Path:
@@ -120,17 +185,26 @@ def stream_freshness(settings: Settings, gold_path: str | None = None) -> dict[s
 
 
 def invoke(settings: Settings, args: list[str], gold_path: str | None, on_model: Callable[[Any], None] | None = None) -> Any:
-    """Run dbt in-process with this run's vars, profile and paths."""
+    """Run dbt in-process with this run's vars, profile, paths and (databricks target) sign-in."""
+    variables, env = dbt_vars(settings), dbt_environment(settings)
     try:
         runner = dbt_runner(settings, gold_path)
         if on_model is not None:
             runner.post_model(on_model)
-        return runner.invoke(
-            [*args, "--vars", json.dumps(dbt_vars(settings))],
-            log_path=str(work_dir(settings) / "logs"),
-            use_colors=False,  # its lines go to Prefect's log and to a file, never straight to a terminal
-            use_colors_file=False,
-        )
+        with environment(env):
+            return runner.invoke(
+                [*args, "--vars", json.dumps(variables)],
+                log_path=str(work_dir(settings) / "logs"),
+                use_colors=False,  # its lines go to Prefect's log and to a file, never straight to a terminal
+                use_colors_file=False,
+            )
+    except ValueError as error:
+        # prefect-dbt's way of saying dbt itself stopped (not a model or a test): a profile,
+        # connection or compilation error, after the command line.
+        if not str(error).startswith(DBT_STOPPED):
+            raise
+        reason = str(error).partition("': ")[2] or str(error)  # what follows the quoted command line
+        raise GoldTestFailure(f"dbt {args[0]} failed: {one_line(reason)}") from error
     finally:
         release_duckdb_file()
 
