@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from importlib.metadata import version
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from logistics_pipeline.tasks.gold.dbt import (
     work_dir,
 )
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
+from tests.bundle import load_bundle
 from tests.fake_databricks import FakeDatabricks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,3 +210,27 @@ def test_a_failed_build_keeps_the_secrets_out_of_files_logs_and_the_error(tmp_pa
     assert (work_dir(settings) / "logs" / "dbt.log").is_file()
     assert files_holding(tmp_path, TOKEN, CLIENT_SECRET) == []
     assert not [name for name in os.environ if name.startswith(("DBT_ENV_SECRET_", "DBT_HOST", "DBT_DATABRICKS_"))]
+
+
+# --- the bundle's gold task ---------------------------------------------------------------------
+
+def test_the_bundles_dbt_task_runs_on_what_databricks_gives_it(tmp_path, monkeypatch):
+    """The bundle's gold command, as dbt parses it, with what a Databricks dbt task sets (the
+    run_as identity's DBT_ACCESS_TOKEN and the workspace's DBT_HOST): dbt accepts its flags, and
+    the profile signs in with that token to the warehouse, catalog and schema of its --vars."""
+    bundle = load_bundle("prod", {"warehouse_id": "1234abcd", "kafka_bootstrap_servers": "broker-1:9092", "service_principal": "sp"})
+    (gold,) = [t["dbt_task"] for t in bundle["resources"]["jobs"]["logistics_pipeline"]["tasks"] if t["task_key"] == "gold"]
+    (command,) = gold["commands"]
+    arguments = shlex.split(command)
+    assert arguments[:2] == ["dbt", "build"]
+    monkeypatch.setenv("DBT_HOST", "dbc-1234abcd-5678.cloud.databricks.com")
+    monkeypatch.setenv("DBT_ACCESS_TOKEN", TOKEN)
+    result = dbtRunner().invoke([
+        "parse", *arguments[2:], "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR / gold["profiles_directory"]),
+        "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"),
+    ])
+    assert result.success, result.exception
+    credentials = rendered_credentials(yaml.safe_load(arguments[arguments.index("--vars") + 1]))
+    assert (credentials.host, credentials.token, credentials.auth_type) == ("dbc-1234abcd-5678.cloud.databricks.com", TOKEN, None)
+    assert (credentials.http_path, credentials.database, credentials.schema) == ("/sql/1.0/warehouses/1234abcd", "main", "logistics")
+    assert files_holding(tmp_path, TOKEN) == []
