@@ -48,7 +48,7 @@ from logistics_pipeline.tasks.core.silver import SILVER_TABLES, SilverTable
 from logistics_pipeline.tasks.errors import PipelineError, one_line
 from logistics_pipeline.tasks.spark.store import SparkStore
 from logistics_pipeline.tasks.spark.stream import SECRET_KEYS, KafkaSource, run_stream, scope_secrets
-from logistics_pipeline.tasks.spark.tables import Lakehouse, Target
+from logistics_pipeline.tasks.spark.tables import Lakehouse, Target, arrow_frame
 
 PARALLEL_TABLES = 4
 T = TypeVar("T")
@@ -105,7 +105,7 @@ def ingest_source(spark: SparkSession, source: SourceFile, local: Path, fingerpr
     if last is not None and last.input == fingerprint.sha256:
         return BronzeResult(source.table, target.rows(spark), fingerprint.batch_id, skipped=True)
     rows = read_csv_as_text(local, fingerprint, source.relative_path)
-    frame = spark.createDataFrame(rows.to_arrow(compat_level=pl.CompatLevel.oldest()))  # large_string: Spark reads it
+    frame = arrow_frame(spark, rows.to_arrow(compat_level=pl.CompatLevel.oldest()))  # large_string: Spark reads it
     target.overwrite(frame, {
         INPUT_KEY: fingerprint.sha256, "logistics.source": source.relative_path, "logistics.batch_id": fingerprint.batch_id,
     })

@@ -9,7 +9,6 @@ from typing import Any
 import narwhals as nw
 import polars as pl
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import TimestampNTZType
 
@@ -17,7 +16,7 @@ from logistics_pipeline.tasks.core.contract import INPUT_KEY, STREAM_ORDERS
 from logistics_pipeline.tasks.core.runner import Commit
 from logistics_pipeline.tasks.core.stream import COORDINATES, STREAM_ORDERS_SCHEMA
 from logistics_pipeline.tasks.spark.stream import PARSED_ARROW, parse_batches
-from logistics_pipeline.tasks.spark.tables import Lakehouse
+from logistics_pipeline.tasks.spark.tables import Lakehouse, arrow_frame
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class SparkStore:
         Spark, and the session runs in UTC, so the cast keeps the instant."""
         native = frame.to_native()
         native = native.select(*(
-            F.col(f.name).cast("timestamp").alias(f.name) if isinstance(f.dataType, TimestampNTZType) else F.col(f.name)
+            native[f.name].cast("timestamp").alias(f.name) if isinstance(f.dataType, TimestampNTZType) else native[f.name]
             for f in native.schema.fields
         ))
         self.lakehouse.target(layer, table).overwrite(native, metadata)
@@ -55,7 +54,7 @@ class SparkStore:
         return nw.from_native(bronze.to_native().select("value", *COORDINATES).mapInArrow(parse_batches, from_arrow_schema(PARSED_ARROW)))
 
     def create_empty_stream_orders(self) -> None:
-        empty = self.spark.createDataFrame(pl.DataFrame(schema=STREAM_ORDERS_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest()))
+        empty = arrow_frame(self.spark, pl.DataFrame(schema=STREAM_ORDERS_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest()))
         self.lakehouse.target("silver", STREAM_ORDERS).overwrite(empty, {INPUT_KEY: "empty"})
 
     def release(self, *frames: nw.LazyFrame) -> None:

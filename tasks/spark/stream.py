@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import polars as pl
 import pyarrow as pa
@@ -29,7 +30,6 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pyspark.errors import AnalysisException, StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS
@@ -139,11 +139,26 @@ def topic_partitions(source: KafkaSource) -> list[int]:
     return sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
 
 
+def functions_of(frame: DataFrame) -> ModuleType:
+    """Spark's functions for this frame's kind of session. ``pyspark.sql.functions`` chooses
+    between classic and Spark Connect once per process, and its classic columns do not work on a
+    Connect frame; a process may hold sessions of both kinds (the tests run the job on both)."""
+    if type(frame).__module__.startswith("pyspark.sql.connect."):
+        from pyspark.sql.connect import functions as connect_functions
+
+        return connect_functions
+    from pyspark.sql import functions
+
+    return functions
+
+
 def kept_offsets(spark: SparkSession, target: Target, topic: str) -> dict[int, int]:
     """The next offset to read per partition, after the last one the table holds."""
     if target.last_commit(spark) is None:
         return {}
-    rows = target.read(spark).where(F.col("_source") == topic).groupBy("partition").agg(F.max("offset").alias("last")).collect()
+    bronze = target.read(spark)
+    F = functions_of(bronze)
+    rows = bronze.where(F.col("_source") == topic).groupBy("partition").agg(F.max("offset").alias("last")).collect()
     return {int(row["partition"]): int(row["last"]) + 1 for row in rows if row["partition"] is not None}
 
 
@@ -194,6 +209,7 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         query_id = checkpoint_id(batch.sparkSession, self.checkpoint)
         decoded = batch.select(*DECODED_ARROW.names).mapInArrow(decode_batches, from_arrow_schema(DECODED_ARROW))
+        F = functions_of(decoded)
         rows = decoded.select(
             "*",
             F.current_timestamp().alias("_ingested_at"),

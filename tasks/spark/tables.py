@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from logistics_pipeline.tasks.core.contract import INPUT_KEY
 
@@ -21,6 +23,12 @@ from logistics_pipeline.tasks.core.contract import INPUT_KEY
 def table_name(layer: str, table: str, catalog: str, schema: str, prefix: str = "") -> str:
     """The Unity Catalog name of a layer's table: ``catalog.schema.[prefix]layer_table``."""
     return f"{catalog}.{schema}.{prefix}{layer}_{table}"
+
+
+def arrow_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """``table`` as a DataFrame, its schema given rather than inferred: Spark Connect cannot infer
+    one from an empty table (``CANNOT_INFER_EMPTY_SCHEMA``); classic Spark derives this same one."""
+    return spark.createDataFrame(table, schema=from_arrow_schema(table.schema))
 
 
 def _quote(name: str) -> str:
