@@ -14,9 +14,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 REFERENCE_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "datasets"
 
-MARKER_OF_FIXTURE = {"kafka_broker": "kafka", "kafka_bootstrap": "kafka", "kafka_topic": "kafka", "spark": "spark"}
+MARKER_OF_FIXTURE = {"kafka_broker": "kafka", "kafka_bootstrap": "kafka", "kafka_topic": "kafka", "spark": "spark", "spark_connect": "connect"}
 """A test that uses one of these fixtures (directly or through another fixture) gets the
-marker, so `-m "not kafka and not spark and not e2e and not slow"` is a dependable lane."""
+marker, so `-m "not kafka and not spark and not e2e and not slow"` is a dependable lane. A test
+on `spark_connect` gets `connect` and also `spark` (the Connect server runs in the classic session's JVM)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
