@@ -89,7 +89,8 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 @contextmanager
 def environment(values: Mapping[str, str]) -> Iterator[None]:
     """``values`` in this process's environment for the block, then what was there before.
-    dbt runs in-process and a profile's ``env_var()`` reads only the environment."""
+    dbt runs in-process and a profile's ``env_var()`` reads only the environment. One dbt call
+    at a time per process, as dbt itself requires (its flags and adapters are process-wide)."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:

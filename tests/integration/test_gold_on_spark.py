@@ -224,7 +224,9 @@ def test_dbt_spark_ran_in_the_fixture_session(spark, golds):
 
 def test_same_models_and_data_tests_pass_on_both_targets(golds):
     _, _, statuses, _ = golds
-    assert statuses["spark"] == statuses["local"]
+    # models/quarantine (quarantined_rows and its tests) is enabled on DuckDB only
+    local = {node: status for node, status in statuses["local"].items() if "quarantined_rows" not in node}
+    assert statuses["spark"] == local
     kinds = {node.split(".")[0] for node in statuses["spark"]}
     assert kinds == {"model", "test", "unit_test", "operation"}  # operation: the on-run-start hook
     assert sum(node.startswith("test.") for node in statuses["spark"]) >= 20
