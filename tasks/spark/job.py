@@ -25,9 +25,11 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +45,7 @@ from logistics_pipeline.tasks.core.csv_source import (
     read_csv_as_text,
 )
 from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.quality_log import record_quality
 from logistics_pipeline.tasks.core.runner import run_silver_table, run_stream_orders
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES, SilverTable
 from logistics_pipeline.tasks.errors import PipelineError, one_line
@@ -125,14 +128,16 @@ def run_bronze(spark: SparkSession, source_path: str, lakehouse: Lakehouse) -> l
 
 # --- silver -----------------------------------------------------------------------------------
 
-def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCounts], list[PipelineError]]:
+def run_silver(spark: SparkSession, lakehouse: Lakehouse, run_id: str) -> tuple[list[TableCounts], list[PipelineError]]:
     """Every table is attempted: one that fails (schema drift) keeps its previous tables and
-    does not stop the others, as in the local silver-layer flow. Then stream_orders."""
+    does not stop the others, as in the local silver-layer flow. Then stream_orders, then the
+    run's quality results (``quality_silver``) of every table built."""
     store = SparkStore(spark, lakehouse)
+    run_at = datetime.now(timezone.utc)  # the time of this run's history versions and quality results
 
     def attempt(table: SilverTable) -> TableCounts | PipelineError:
         try:
-            return run_silver_table(store, table)
+            return run_silver_table(store, table, run_at=run_at)
         except PipelineError as error:
             return error
 
@@ -145,6 +150,7 @@ def run_silver(spark: SparkSession, lakehouse: Lakehouse) -> tuple[list[TableCou
         failures.append(error)
     else:
         counts += [stream] if stream is not None else []
+    record_quality(store, counts, run_id=run_id, engine="spark", run_at=run_at)
     return counts, failures
 
 
@@ -166,6 +172,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--schema", help="Unity Catalog schema")
     parser.add_argument("--table-prefix", default="", help="prefix for every table name, e.g. dev_")
     parser.add_argument("--lake", help="write path-based Delta tables under PATH/<layer>/<table> instead (no metastore)")
+    parser.add_argument("--run-id", help="id of the run in the quality results (silver; default: a new random id), e.g. the job run's id")
     stream = parser.add_argument_group("stream", "Kafka into bronze kafka_orders; the SASL user and password come from "
                                        "LOGISTICS_KAFKA_USERNAME/LOGISTICS_KAFKA_PASSWORD or --kafka-secret-scope, never from arguments")
     stream.add_argument("--bootstrap-servers", help="Kafka HOST:PORT[,HOST:PORT...]")
@@ -207,7 +214,7 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     elif source is not None:
         results = [run_stream(spark, lakehouse, source, args.checkpoint, args.batch_messages)]
     else:
-        results, failures = run_silver(spark, lakehouse)
+        results, failures = run_silver(spark, lakehouse, args.run_id or uuid.uuid4().hex)
     summary = {"layer": args.layer, "tables": [asdict(result) for result in results], "failed": [str(f) for f in failures]}
     print(json.dumps(summary), flush=True)
     if failures:

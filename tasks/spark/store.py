@@ -50,6 +50,14 @@ class SparkStore:
         ))
         self.lakehouse.target(layer, table).overwrite(native, metadata)
 
+    def append(self, layer: str, table: str, rows: pl.DataFrame) -> None:
+        target = self.lakehouse.target(layer, table)
+        writer = arrow_frame(self.spark, rows.to_arrow(compat_level=pl.CompatLevel.oldest())).write.format("delta").mode("append")
+        if target.name:
+            writer.saveAsTable(target.name)
+        else:
+            writer.save(target.path)
+
     def parse_messages(self, bronze: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(bronze.to_native().select("value", *COORDINATES).mapInArrow(parse_batches, from_arrow_schema(PARSED_ARROW)))
 

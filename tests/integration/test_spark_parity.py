@@ -21,6 +21,7 @@ from deltalake import DeltaTable
 from logistics_pipeline.tasks.core.contract import SOURCES, STREAM_ORDERS
 from logistics_pipeline.tasks.core.csv_source import SourceFileError, fingerprint_csv
 from logistics_pipeline.tasks.core.quality import TableCounts
+from logistics_pipeline.tasks.core.quality_log import QUALITY_LAYER, QUALITY_TABLE, quality_rows
 from logistics_pipeline.tasks.core.runner import run_silver_table
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.errors import PipelineError
@@ -123,16 +124,34 @@ def test_counts_match_and_reconcile(lakes):
     assert any(counts.merged_duplicates for counts in spark_counts.values())
 
 
+def test_history_and_quality_results_match(lakes):
+    """The job keeps the dimensions' history and appends its quality results as the local
+    engine does (each at its own run's time and id)."""
+    local_root, spark_root, local_results, _ = lakes
+    for table in SILVER_TABLES:
+        if table.keeps_history and isinstance(local_results[table.name], TableCounts):
+            history = [lake_table(root, "history", table.name).drop("valid_from", "valid_to") for root in (local_root, spark_root)]
+            assert_same(*history, f"history/{table.name}")
+    spark_quality = pl.read_delta(str(spark_root / QUALITY_LAYER / QUALITY_TABLE))
+    assert set(spark_quality["engine"]) == {"spark"} and spark_quality["run_id"].n_unique() == 1
+    local_quality = quality_rows([c for c in local_results.values() if isinstance(c, TableCounts)], "local-run", spark_quality["run_at"][0], "spark")
+    assert_same(comparable(local_quality.drop("run_id")), comparable(spark_quality.drop("run_id")), "quality/silver")
+
+
 def test_a_rerun_on_the_same_input_writes_nothing(lakes, spark, capsys):
+    """Nothing but the run's quality results: every run appends them."""
     _, spark_root, _, summaries = lakes
     if summaries["dataset"] != "generated":
         pytest.skip("one dataset is enough to show a rerun is a no-op")
     before = versions(spark_root)
     bronze, silver = run_spark(spark, str(summaries["sources"]), ["--lake", str(spark_root)])
-    assert versions(spark_root) == before
+    quality = f"{QUALITY_LAYER}/{QUALITY_TABLE}"
+    after = versions(spark_root)
+    assert after.pop(quality) == before.pop(quality) + 1
+    assert after == before
     assert all(row["skipped"] for row in bronze["tables"])
     assert silver == summaries["silver"]
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == silver
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(silver))  # rules' pairs print as lists
 
 
 # --- dirty files, Unity Catalog names (the session catalog stands in) and file:// sources ------
