@@ -1,8 +1,10 @@
 """lake-maintenance: compact the small files micro-batches leave, vacuum files older than the
-retention, and checkpoint every bronze, silver and quarantine table.
+retention, and checkpoint every bronze, silver, quarantine and history table and the quality
+results.
 
-Safe to run while the pipeline runs. The append-only stream table is maintained at once
-(a compaction and concurrent appends do not conflict in Delta); the tables the pipeline
+Safe to run while the pipeline runs. The append-only tables (the stream, the quality
+results) are maintained at once (a compaction and concurrent appends do not conflict in
+Delta); the tables the pipeline
 overwrites are maintained only while holding the lake lock, and skipped when a pipeline run
 holds it (they are rewritten whole on every change, so they hardly accumulate small files).
 What was done is a table artifact: files before and after, per table.

@@ -44,8 +44,8 @@ from logistics_pipeline.tasks.errors import PipelineError, one_line
 from logistics_pipeline.tasks.local.lake import Lake, commit_history, table_exists
 from logistics_pipeline.tasks.settings import MaintenanceSettings
 
-LAYERS = ("bronze", "silver", "quarantine")
-APPEND_ONLY = frozenset({("bronze", "kafka_orders")})
+LAYERS = ("bronze", "silver", "quarantine", "history", "quality")
+APPEND_ONLY = frozenset({("bronze", "kafka_orders"), ("quality", "silver")})
 """Tables the pipeline only ever appends to; every other table is overwritten whole."""
 UNLOCKED_MIN_RETENTION_HOURS = 1
 DEFAULT_MIN_RETENTION_HOURS = 168  # delta.deletedFileRetentionDuration unless a table sets its own
@@ -110,6 +110,8 @@ def lake_tables(lake_: Lake) -> list[TableRef]:
         "bronze": [source.table for source in SOURCES] + [KAFKA_ORDERS],
         "silver": [table.name for table in SILVER_TABLES] + [STREAM_ORDERS],
         "quarantine": [table.name for table in SILVER_TABLES] + [STREAM_ORDERS],
+        "history": [table.name for table in SILVER_TABLES if table.keeps_history],
+        "quality": ["silver"],  # every silver run appends its results
     }
     if "://" not in lake_.root:
         for layer in LAYERS:

@@ -162,6 +162,18 @@ def test_history_survives_a_full_refresh_of_gold_and_the_quality_command_shows_t
     assert re.search(r"^  [a-z_]+ +(\d+\.\d\d% +){3}(steady|rising|falling)", result.output, re.MULTILINE), result.output
 
 
+def test_maintenance_compacts_the_quality_results_and_keeps_the_history(story):
+    from logistics_pipeline.flows.maintenance import lake_maintenance
+
+    lake = story["lake"]
+    results, history = quality_results(lake), read_table(Lake(str(lake)).uri("history", "crm_cust_info"))
+    rows = {row["table"]: row for row in lake_maintenance(lake=str(lake))}
+    assert rows["quality/silver"]["mode"] == "append" and rows["quality/silver"]["files_after"] == 1
+    assert rows["history/crm_cust_info"]["mode"] == "overwrite"
+    assert quality_results(lake).sort(pl.all()).equals(results.sort(pl.all()))
+    assert read_table(Lake(str(lake)).uri("history", "crm_cust_info")).sort(pl.all()).equals(history.sort(pl.all()))
+
+
 def test_the_quality_command_names_a_lake_without_results(tmp_path):
     from typer.testing import CliRunner
 
