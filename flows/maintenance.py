@@ -4,9 +4,9 @@ results.
 
 Safe to run while the pipeline runs. The append-only tables (the stream, the quality
 results) are maintained at once (a compaction and concurrent appends do not conflict in
-Delta); the tables the pipeline
-overwrites are maintained only while holding the lake lock, and skipped when a pipeline run
-holds it (they are rewritten whole on every change, so they hardly accumulate small files).
+Delta); the tables the pipeline overwrites are maintained only while holding the lake lock,
+and skipped when a pipeline run holds it (they are rewritten whole on every change, so they
+hardly accumulate small files).
 What was done is a table artifact: files before and after, per table.
 """
 
