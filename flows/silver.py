@@ -89,7 +89,15 @@ def silver_layer(
         progress = silver_progress(lake_)
         for future in as_completed(futures):  # a table stopped by schema drift fails the layer, after the other tables are built
             progress.advance(row_count(lake_.uri("bronze", futures[future].bronze)), note=f"{futures[future].name} done")
-        counts = [future.result() for future in futures]
+        counts, failure = [], None
+        for future in futures:
+            try:
+                counts.append(future.result())
+            except Exception as error:  # noqa: BLE001 - raised below, after the tables that were built record their results
+                failure = failure or error
+        if failure is not None:
+            record_silver_quality(store, counts, run_at)
+            raise failure
 
         repair_outputs(lake_, STREAM_ORDERS, f"bronze {KAFKA_ORDERS}")
         stream_bronze = lake_.uri("bronze", KAFKA_ORDERS)

@@ -174,6 +174,25 @@ def test_maintenance_compacts_the_quality_results_and_keeps_the_history(story):
     assert read_table(Lake(str(lake)).uri("history", "crm_cust_info")).sort(pl.all()).equals(history.sort(pl.all()))
 
 
+def test_a_layer_stopped_by_schema_drift_still_records_the_tables_it_built(story):
+    from logistics_pipeline.flows.bronze import bronze_layer
+    from logistics_pipeline.flows.silver import silver_layer
+    from logistics_pipeline.tasks.core.drift import SchemaDriftError
+
+    export, lake = story["export"], story["lake"]
+    runs = quality_results(lake)["run_id"].n_unique()
+    customers = export / "source_crm" / "cust_info.csv"  # create dates in another layout: a changed type
+    header, *lines = customers.read_text().splitlines()
+    customers.write_text("\n".join([header, *(re.sub(r",(\d{4})-(\d\d)-(\d\d)$", r",\3.\2.\1", line) for line in lines)]) + "\n")
+    bronze_layer(source_dir=str(export), lake=str(lake))
+    with pytest.raises(SchemaDriftError):
+        silver_layer(lake=str(lake))
+    results = quality_results(lake)
+    latest = results.filter(pl.col("run_at") == results["run_at"].max())
+    assert results["run_id"].n_unique() == runs + 1
+    assert set(latest["table_name"]) == {table.name for table in SILVER_TABLES} - {"crm_cust_info"}
+
+
 def test_the_quality_command_names_a_lake_without_results(tmp_path):
     from typer.testing import CliRunner
 
