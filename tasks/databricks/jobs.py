@@ -43,6 +43,8 @@ from logistics_pipeline.tasks.kafka.connection import KafkaConnection
 from logistics_pipeline.tasks.orchestration.logs import run_logger
 
 LAYERS = ("bronze", "stream", "silver")
+JOB_RUN_ID = "{{job.run_id}}"
+"""Databricks fills this dynamic value reference in: the quality results of silver name the job run."""
 TERMINAL_STATES = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
 ENVIRONMENT_KEY = "logistics"
 MAX_ATTEMPTS = 20
@@ -113,6 +115,8 @@ def stream_options(settings: DatabricksSettings) -> dict[str, str]:
 def entrypoint_parameters(layer: str, settings: DatabricksSettings) -> list[str]:
     """Command-line arguments of the package's Spark entrypoint for one layer."""
     parameters = [layer, "--catalog", settings.catalog, "--schema", settings.schema_name]
+    if layer == "silver":
+        parameters += ["--run-id", JOB_RUN_ID]
     if layer == "bronze":
         parameters += ["--source-path", settings.source_path]
     if layer == "stream":

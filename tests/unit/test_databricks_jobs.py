@@ -301,7 +301,7 @@ def test_an_existing_cluster_gets_the_wheel_and_silver_no_source_path(fake):
     result = run(make_settings(fake, compute="existing_cluster", existing_cluster_id="0923-164208-meows279"), layer="silver")
     [task] = fake.bodies(SUBMIT)[0]["tasks"]
     assert task["existing_cluster_id"] == "0923-164208-meows279" and task["libraries"] == [{"whl": WHEEL}]
-    assert task["python_wheel_task"]["parameters"] == ["silver", "--catalog", "main", "--schema", "logistics"]
+    assert task["python_wheel_task"]["parameters"] == ["silver", "--catalog", "main", "--schema", "logistics", "--run-id", "{{job.run_id}}"]
     assert silver_counts(result["summary"]) == SILVER
 
 
