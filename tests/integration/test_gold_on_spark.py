@@ -34,6 +34,7 @@ from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
 from logistics_pipeline.tasks.gold.dbt import GOLD_SCHEMA, GOLD_TABLES, release_duckdb_file
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
+from tests.export_changes import MOVED_TO, move_and_drop_customers
 from tests.local_layers import build_local_layers, write_history_and_quality
 
 pytestmark = pytest.mark.spark
@@ -45,7 +46,6 @@ LATER_LOAD = datetime(2025, 11, 21, 8, 0, tzinfo=timezone.utc)
 FIRST_RUN, SECOND_RUN = datetime(2025, 11, 1, 6, 0, tzinfo=timezone.utc), datetime(2025, 11, 15, 6, 0, tzinfo=timezone.utc)
 HISTORY_MODELS = ("dim_customers_history", "dim_products_history", "silver_quality")
 COMPARED = (*GOLD_TABLES, *HISTORY_MODELS)
-MOVED_TO = "Atlantis"
 
 
 # --- building both golds ---------------------------------------------------------------------
@@ -55,26 +55,9 @@ def build_silver(sources: Path, lake: Lake) -> tuple[int, int]:
     after a customer moved country and another left the CRM export; and an empty stream_orders
     (gold reads it). Returns (the customer who moved, the one who left)."""
     write_history_and_quality(lake, build_local_layers(sources, lake, FIRST_RUN), FIRST_RUN, "run-1")
-    changed = change_customers(sources)
+    moved, left, _ = move_and_drop_customers(sources)
     write_history_and_quality(lake, build_local_layers(sources, lake, SECOND_RUN), SECOND_RUN, "run-2")
     DeltaStore(lake).create_empty_stream_orders()
-    return changed
-
-
-def change_customers(sources: Path) -> tuple[int, int]:
-    """A customer moves to MOVED_TO (every ERP location line of theirs), another leaves the CRM
-    export (every line of theirs)."""
-    customers = sources / "source_crm" / "cust_info.csv"
-    header, *lines = customers.read_text().splitlines()
-    ids = [line.split(",")[0].strip() for line in lines]
-    moved, left = [int(i) for i in dict.fromkeys(i for i in ids if i.isdigit())][:2]
-    number = next(line.split(",")[1].strip() for line, i in zip(lines, ids, strict=True) if i == str(moved))
-    customers.write_text("\n".join([header, *(line for line, i in zip(lines, ids, strict=True) if i != str(left))]) + "\n")
-    locations = sources / "source_erp" / "LOC_A101.csv"
-    header, *lines = locations.read_text().splitlines()
-    moves = [f"{line.split(',')[0]},{MOVED_TO}" if line.split(",")[0].replace("-", "").strip() == number else line for line in lines]
-    assert moves != lines, f"no location line for {number}"
-    locations.write_text("\n".join([header, *moves]) + "\n")
     return moved, left
 
 

@@ -17,10 +17,10 @@ from logistics_pipeline.tasks.core.quality_log import QUALITY_LAYER, QUALITY_TAB
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.core.thresholds import QualityThresholdExceeded
 from logistics_pipeline.tasks.local.lake import Lake, read_table
+from tests.export_changes import MOVED_TO, move_and_drop_customers
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-MOVED_TO = "Atlantis"
 AS_OF_ORDER_DATE = """
     select f.order_number, f.order_date, c.country, c.version_number
     from fact_orders f
@@ -40,25 +40,6 @@ def gold(lake: Path, sql: str, *parameters: object) -> pl.DataFrame:
 
 def quality_results(lake: Path) -> pl.DataFrame:
     return read_table(Lake(str(lake)).uri(QUALITY_LAYER, QUALITY_TABLE))
-
-
-def move_and_drop_customers(export: Path) -> tuple[int, int, str]:
-    """A customer moves to MOVED_TO (every ERP location line of theirs); another leaves the CRM
-    export. Returns (who moved, who left, the country they moved from)."""
-    customers = export / "source_crm" / "cust_info.csv"
-    header, *lines = customers.read_text().splitlines()
-    ids = [line.split(",")[0].strip() for line in lines]
-    moved, left = [int(i) for i in dict.fromkeys(i for i in ids if i.isdigit())][:2]
-    number = next(line.split(",")[1].strip() for line, i in zip(lines, ids, strict=True) if i == str(moved))
-    customers.write_text("\n".join([header, *(line for line, i in zip(lines, ids, strict=True) if i != str(left))]) + "\n")
-    locations = export / "source_erp" / "LOC_A101.csv"
-    header, *lines = locations.read_text().splitlines()
-    old = {line.split(",")[1] for line in lines if line.split(",")[0].replace("-", "").strip() == number}
-    locations.write_text("\n".join([header, *(
-        f"{line.split(',')[0]},{MOVED_TO}" if line.split(",")[0].replace("-", "").strip() == number else line for line in lines
-    )]) + "\n")
-    assert len(old) == 1, old
-    return moved, left, old.pop()
 
 
 @pytest.fixture(scope="module")
