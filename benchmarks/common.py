@@ -83,10 +83,14 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 
 @dataclass
 class TreeMemory:
-    """Polls the summed RSS of a process and all its descendants; keeps the peak."""
+    """Polls the summed RSS of a process and all its descendants; keeps the peak.
+
+    With ``include_root=False`` only the descendants count: the measuring wrapper of
+    run_measured is left out, so the sum is the measured command's own tree."""
 
     pid: int
     interval_s: float = 0.1
+    include_root: bool = True
     peak_bytes: int = 0
     peak_at: float = 0.0  # wall-clock time (time.time()) of the peak
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (time.time(), bytes) about once a second
@@ -113,7 +117,7 @@ class TreeMemory:
         while not self._stop.is_set():
             total = 0
             try:
-                processes = [root, *root.children(recursive=True)]
+                processes = [root, *root.children(recursive=True)] if self.include_root else root.children(recursive=True)
             except psutil.NoSuchProcess:
                 return
             for process in processes:
@@ -146,11 +150,16 @@ sys.exit(code)
 class ProcessRun:
     seconds: float
     returncode: int
-    peak_tree_rss_mb: float  # psutil polling, summed over the process tree
-    max_rss_mb: float  # getrusage: the largest single process in the tree
+    peak_tree_rss_mb: float  # psutil polling every 0.1 s, summed over the command and its descendants
+    max_rss_mb: float  # getrusage: the largest single process in the tree, exact however short its peak
     cpu_seconds: float
     log_path: Path
     peak_during: str | None = None  # the last log line before the memory peak
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """The tree's peak: the polled sum, or the largest single process when polling missed a short spike."""
+        return max(self.peak_tree_rss_mb, self.max_rss_mb)
 
 
 def run_measured(cmd: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float | None = None) -> ProcessRun:
@@ -161,7 +170,7 @@ def run_measured(cmd: list[str], log_path: Path, env: dict[str, str] | None = No
     with open(log_path, "wb") as out:
         began = time.perf_counter()
         process = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-        with TreeMemory(process.pid) as memory:
+        with TreeMemory(process.pid, include_root=False) as memory:
             try:
                 returncode = process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.common import OUT_DIR, PROJECT_ROOT, NotAvailable, fresh_dir, log, ratio
+from benchmarks.common import OUT_DIR, PROJECT_ROOT, NotAvailable, fresh_dir, log
 
 PARTITIONS = 3
 LOCAL_KAFKA = PROJECT_ROOT / "deployments" / "local_kafka.py"
@@ -346,10 +346,6 @@ def kafka_section(messages: int, broker: BrokerHandle | None, broker_error: str 
         "produce_msgs_per_s": produce,
         "ingest_msgs_per_s": ingest,
         "kafka_detail": detail,
-        "_kafka_ratios": {
-            "produce_project_vs_perf_tool": ratio(produce["project"], produce["kafka_perf_tool"]),
-            "ingest_project_vs_perf_tool": ratio(ingest["project"], ingest["kafka_perf_tool"]),
-        },
     }
 
 

@@ -1,11 +1,12 @@
-"""The benchmark of issue 6: `python -m benchmarks.run [--quick]` (make bench / make bench-quick).
+"""The benchmark of issue 14: `python -m benchmarks.run [--quick]` (make bench / make bench-quick).
 
 Every ratio is measured side by side in this one run, on the same data and machine:
   silver_rows_per_s     project silver vs pandas vs DuckDB            (benchmarks/silver_bench.py)
   produce_msgs_per_s    project producer vs Kafka ProducerPerformance (benchmarks/kafka_bench.py)
   ingest_msgs_per_s     project ingestion vs Kafka ConsumerPerformance
   pipeline_seconds      `logistics-pipeline run` vs one DuckDB script  (benchmarks/pipeline_bench.py)
-  first_run_seconds, noop_rerun_seconds, peak_rss_mb
+  pipeline_cpu_seconds, peak_rss_mb, first_run_seconds, noop_rerun_seconds
+`goals` judges them against issue 14's goals (benchmarks/goals.py).
 
 Progress goes to stderr. The result is one JSON object, printed as the last line of stdout and
 written to benchmarks/out/latest.json (and a timestamped copy). A section that cannot run
@@ -26,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from benchmarks.common import OUT_DIR, dataset, log, machine, versions
+from benchmarks.goals import goals_met, issue14_goals
 
 # Quick: four CLI runs of about 20-40 s each would not fit in 4 minutes on a busy 2-core machine,
 # so the pipeline runs at scale 1 (first run, then the no-op rerun) and 2 only.
@@ -35,6 +37,7 @@ QUICK = {
     "pandas_repeats": 1,
     "kafka_messages": 100_000,
     "pipeline_scales": [1.0, 2.0],
+    "noop_rerun_scales": [1.0],
     "temporary_server_check": False,
     "perf_tool_with_project_batching": False,
 }
@@ -43,31 +46,25 @@ FULL = {
     "silver_repeats": 2,
     "pandas_repeats": 1,
     "kafka_messages": 1_000_000,
-    "pipeline_scales": [1.0, 10.0, 30.0, 100.0],
+    "pipeline_scales": [1.0, 10.0, 30.0, 100.0, 300.0],
+    "noop_rerun_scales": [1.0, 30.0],  # 30 for the goal, 1 as detail
     "temporary_server_check": True,
     "perf_tool_with_project_batching": True,
 }
-FIRST_RUN_SCALE = 1.0
-
-GOALS = {
-    "silver_vs_pandas": (">=", 10.0),
-    "silver_vs_duckdb": (">=", 0.8),
-    "produce_vs_kafka_perf_tool": (">=", 0.5),
-    "ingest_vs_kafka_perf_tool": (">=", 0.4),
-}
-
-
-def goal(value: float | None, op: str, target: float, **extra: Any) -> dict[str, Any]:
-    met = value is not None and (value >= target if op == ">=" else value <= target)
-    return {"ratio": value, "goal": f"{op} {target:g}", "met": met, **extra}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes; finishes in under 4 minutes")
     parser.add_argument("--only", nargs="*", choices=["silver", "kafka", "pipeline"], help="run only these sections (for development)")
+    parser.add_argument("--scales", nargs="+", type=float, metavar="SCALE",
+                        help="pipeline scale factors instead of the variant's (for development), e.g. --scales 1 30")
     args = parser.parse_args(argv)
-    config = QUICK if args.quick else FULL
+    config = dict(QUICK if args.quick else FULL)
+    if args.scales:
+        if any(scale <= 0 for scale in args.scales):
+            parser.error("--scales: every scale factor must be positive")
+        config["pipeline_scales"] = sorted(set(args.scales))
     sections = set(args.only or ["silver", "kafka", "pipeline"])
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -76,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "config": config,
+        "sections": sorted(sections),
     }
     unavailable: dict[str, str] = {}
     errors: dict[str, str] = {}
@@ -105,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PREFECT_HOME"] = str(server.home)
         os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(OUT_DIR / f"prefect-results-{os.getpid()}")
         os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-        for scale in sorted({config["silver_scale"], FIRST_RUN_SCALE, *config["pipeline_scales"]}):
-            dataset(scale)
+        needed = ({config["silver_scale"]} if "silver" in sections else set()) | (set(config["pipeline_scales"]) if "pipeline" in sections else set())
+        for scale in sorted(needed):
+            dataset(scale)  # generated in chunks: the harness never holds a whole dataset
         if "kafka" in sections:
             broker_thread.join()
 
@@ -134,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if "pipeline" in sections:
             try:
-                result.update(pipeline_bench.pipeline_section(config["pipeline_scales"], server, FIRST_RUN_SCALE, config["temporary_server_check"]))
+                result.update(pipeline_bench.pipeline_section(
+                    config["pipeline_scales"], server, config["noop_rerun_scales"], config["temporary_server_check"]
+                ))
             except Exception as error:  # noqa: BLE001
                 errors["pipeline"] = traceback.format_exc()[-3000:]
                 log(f"pipeline section failed: {error}")
@@ -151,34 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         "silver_output_format": ("silver", None),
         "produce_msgs_per_s": ("kafka", {"project": None, "kafka_perf_tool": None, "record_bytes": None}),
         "ingest_msgs_per_s": ("kafka", {"project": None, "kafka_perf_tool": None}),
-        "pipeline_seconds": ("pipeline", {"scale_factors": config["pipeline_scales"], "project": None, "duckdb_script": None}),
+        "pipeline_seconds": ("pipeline", None),
+        "pipeline_cpu_seconds": ("pipeline", None),
+        "peak_rss_mb": ("pipeline", None),
         "first_run_seconds": ("pipeline", None),
         "noop_rerun_seconds": ("pipeline", None),
-        "peak_rss_mb": ("pipeline", None),
     }.items():
         if key not in result:
             result[key] = empty
             unavailable.setdefault(key, "section not run (--only)" if section not in sections else "section failed; see errors")
 
-    silver_ratios = result.pop("_silver_ratios", {})
-    kafka_ratios = result.pop("_kafka_ratios", {})
-    goals = {
-        "silver_vs_pandas": goal(silver_ratios.get("project_vs_pandas"), *GOALS["silver_vs_pandas"]),
-        "silver_vs_duckdb": goal(silver_ratios.get("project_vs_duckdb"), *GOALS["silver_vs_duckdb"]),
-        "produce_vs_kafka_perf_tool": goal(kafka_ratios.get("produce_project_vs_perf_tool"), *GOALS["produce_vs_kafka_perf_tool"]),
-        "ingest_vs_kafka_perf_tool": goal(kafka_ratios.get("ingest_project_vs_perf_tool"), *GOALS["ingest_vs_kafka_perf_tool"]),
-    }
-    if "pipeline_detail" in result:
-        goals.update(pipeline_bench.pipeline_goals(result))
-        if args.quick:
-            goals["peak_rss_mb"]["note"] = "quick variant: measured at its largest scale, not at 100"
-            for name in ("pipeline_slope_vs_duckdb", "pipeline_linear"):
-                if name in goals:
-                    goals[name]["note"] = "quick variant: fixed start-up costs dominate at these sizes; only the full variant's slopes count"
-    result["goals"] = goals
-    judged = [g for g in goals.values() if g.get("met") is not None]
-    result["goals_met"] = f"{sum(1 for g in judged if g['met'])} of {len(judged)}"
     result["unavailable"] = unavailable
+    result["goals"] = issue14_goals(result)
+    result["goals_met"] = goals_met(result["goals"])
     result["errors"] = errors
     result["versions"] = versions({"kafka": _kafka_version()})
     result["code"] = _code_state()

@@ -28,7 +28,6 @@ from benchmarks.common import (
     fresh_dir,
     log,
     rate,
-    ratio,
     sales_lines,
 )
 
@@ -244,8 +243,4 @@ def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None
             **checks,
         },
         "silver_output_format": OUTPUT_FORMAT,
-        "_silver_ratios": {
-            "project_vs_pandas": ratio(rate(lines, best["project"]), rate(lines, best["pandas"])),
-            "project_vs_duckdb": ratio(rate(lines, best["project"]), rate(lines, best["duckdb"])),
-        },
     }
