@@ -9,6 +9,7 @@ with the test's name, leaves the last good gold in place, and is never retried.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
@@ -76,7 +77,7 @@ def dbt_gold(
     logger = get_run_logger()
     with lake_lock(settings.lake):  # gold.duckdb has one writer; silver must not change under dbt
         if settings.dbt_target != "local":
-            dbt_build(settings, full_refresh=full_refresh)
+            report_gold_tests(dbt_build(settings, full_refresh=full_refresh))
             check_stream_freshness(settings, None)
             return {}
         check_silver(settings)
@@ -114,10 +115,11 @@ def build_and_publish(settings: Settings, full_refresh: bool) -> None:
     link_dbt_sources(settings.lake, SILVER_INPUTS)  # lineage: silver Delta table -> dbt source -> gold model
     try:
         with Progress("gold-progress", "gold", "models built", description="dbt models built into the staging gold (their tests follow)") as progress:
-            dbt_build(settings, str(staging), full_refresh=full_refresh, on_model=lambda context: model_built(progress, context))
+            tests = dbt_build(settings, str(staging), full_refresh=full_refresh, on_model=lambda context: model_built(progress, context))
     except GoldTestFailure as failure:
         kept = keep_failed_build(settings)
         raise GoldTestFailure(f"gold not published: {failure}; {published_path(settings)} is unchanged (the failed build is in {kept})") from None
+    report_gold_tests(tests)
     check_stream_freshness(settings, str(staging))
     publish(settings)
     failed_path(settings).unlink(missing_ok=True)  # the last failure is fixed
@@ -128,6 +130,21 @@ def model_built(progress: Progress, context: Any) -> None:
     if progress.total is None:
         progress.total = sum(node.resource_type == "model" for node in context.owner.manifest.nodes.values())
     progress.advance(note=context.node.name)
+
+
+def report_gold_tests(statuses: dict[str, str]) -> None:
+    """The data and unit tests of a passed build, in the log and as the ``gold-tests`` artifact
+    (they run inside dbt, not as Prefect tasks); a warning is listed by name."""
+    counted = Counter(statuses.values())
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(counted.items()))
+    get_run_logger().info("gold tests: %d run: %s", len(statuses), summary or "none")
+    warned = sorted(name for name, status in statuses.items() if status != "pass")
+    create_markdown_artifact(
+        key="gold-tests",
+        markdown=f"**{len(statuses)} dbt tests: {summary or 'none'}**\n\n"
+        + ("| test | status |\n| --- | --- |\n" + "".join(f"| {name} | {statuses[name]} |\n" for name in warned) if warned else "Every test passed."),
+        description="dbt's data and unit tests of the published gold build",
+    )
 
 
 def check_freshness_elsewhere(settings: Settings) -> None:

@@ -144,20 +144,40 @@ class GoldTestFailure(PipelineError):
     """`dbt build` failed a model or a test; the message names each one."""
 
 
-def dbt_build(settings: Settings, gold_path: str | None = None, full_refresh: bool = False, on_model: Callable[[Any], None] | None = None) -> None:
-    """`dbt build` (models, then their tests) into ``gold_path`` (local target); raises
-    ``GoldTestFailure`` naming each failed model or test in one line. ``on_model`` is called
-    after each model with prefect-dbt's hook context (its ``node`` and ``owner``, the runner)."""
+def dbt_build(
+    settings: Settings, gold_path: str | None = None, full_refresh: bool = False, on_model: Callable[[Any], None] | None = None,
+) -> dict[str, str]:
+    """`dbt build` (models, then their tests) into ``gold_path`` (local target); returns each
+    test's status (``test_statuses``), or raises ``GoldTestFailure`` naming each failed model or
+    test in one line. ``on_model`` is called after each model with prefect-dbt's hook context
+    (its ``node`` and ``owner``, the runner)."""
     args = ["build", "--target", settings.dbt_target]
     if full_refresh:
         args.append("--full-refresh")
     result = invoke(settings, args, gold_path, on_model)
     if result.success:
-        return
-    failures = [r for r in getattr(result.result, "results", None) or [] if str(getattr(r.status, "value", r.status)) in FAILED_STATUSES]
+        return test_statuses(result)
+    failures = [r for r in node_results(result) if status_of(r) in FAILED_STATUSES]
     if not failures:
         raise GoldTestFailure(f"dbt build failed: {one_line(result.exception or 'no result')}")
     raise GoldTestFailure("; ".join(describe_failure(settings, failure) for failure in failures))
+
+
+def node_results(result: Any) -> list[Any]:
+    return list(getattr(result.result, "results", None) or [])
+
+
+def status_of(node_result: Any) -> str:
+    return str(getattr(node_result.status, "value", node_result.status))
+
+
+def test_statuses(result: Any) -> dict[str, str]:
+    """``<test kind> <name>``: pass, warn, fail or error, for each data and unit test dbt ran
+    (tests are not Prefect tasks: see ``tasks.gold.dbt_logs.TASK_NODE_TYPES``)."""
+    return {
+        f"{r.node.resource_type} {r.node.name}": status_of(r)
+        for r in node_results(result) if str(r.node.resource_type) in {"test", "unit_test"}
+    }
 
 
 def describe_failure(settings: Settings, failure: Any) -> str:

@@ -29,7 +29,7 @@ class DbtLine(str):
 
 def node_task_name(event: Any) -> str | None:
     """``<resource type> <name>`` of the event's dbt node, as PrefectDbtRunner names its task
-    (a hook, which has no task, as ``hook <name>``)."""
+    (a hook or a test, which have no task, as ``hook <name>`` and ``test <name>``)."""
     node = getattr(event.data, "node_info", None)
     if node is None or not node.unique_id:
         return None
@@ -37,8 +37,20 @@ def node_task_name(event: Any) -> str | None:
     return f"{'hook' if kind == 'operation' else kind} {node.node_name or node.unique_id}"
 
 
+TASK_NODE_TYPES = frozenset({"model", "seed", "snapshot"})
+"""The dbt nodes that become Prefect tasks (and assets): what dbt builds. A data or unit test is
+one quick query; as a task it cost about 0.25 CPU-s of Prefect bookkeeping, two thirds of a small
+run's CPU time. Tests still run, log under their name, and fail the build; ``tasks.gold.dbt``
+reports each failed one and the flow publishes the results as the ``gold-tests`` artifact."""
+
+
 class NamedDbtRunner(PrefectDbtRunner):
-    """PrefectDbtRunner whose node lines name their task on the console."""
+    """PrefectDbtRunner whose node lines name their task on the console, and whose tasks are
+    the nodes that build something (``TASK_NODE_TYPES``)."""
+
+    def _call_task(self, task_state: Any, manifest_node: Any, context: dict[str, Any], enable_assets: bool) -> None:
+        if str(getattr(manifest_node.resource_type, "value", manifest_node.resource_type)) in TASK_NODE_TYPES:
+            super()._call_task(task_state, manifest_node, context, enable_assets)
 
     @staticmethod
     def get_dbt_event_msg(event: Any) -> str:

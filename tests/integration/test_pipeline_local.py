@@ -119,3 +119,21 @@ def test_the_project_digest_follows_every_model_and_test_file(tmp_path):
     assert changed != before
     (project / "macros" / "new_test.sql").write_text("{% test always_true(model) %} select 1 where false {% endtest %}")
     assert project_digest(project) != changed
+
+
+def test_dbt_models_are_tasks_and_the_tests_one_artifact(pipeline_run):
+    """Each gold model is a Prefect task (and asset); dbt's tests run inside dbt, not as a task
+    each (a task costs more than the test), and the ``gold-tests`` artifact counts them."""
+    import re
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gold-tests"])), sort=ArtifactSort.CREATED_DESC, limit=1)
+        tasks = {run.name for run in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[artifact.flow_run_id])))}
+    assert {"model dim_customers", "model dim_products", "model fact_orders"} <= tasks
+    assert not [name for name in tasks if name.startswith(("test ", "unit_test "))], tasks
+    run, passed = re.match(r"\*\*(\d+) dbt tests: (\d+) pass\*\*", artifact.data).groups()
+    assert run == passed and int(run) >= 60, artifact.data
