@@ -84,11 +84,12 @@ browser-tools:
 job-wheel: | $(BIN)/python
 	$(BIN)/python deployments/job_wheel.py --out dist
 
-## Throughput and scaling vs pandas, DuckDB and Kafka's own tools (about 20 min); JSON last line + benchmarks/out/latest.json.
+## Issue 14's goals: memory, speed and fixed cost vs a DuckDB script up to scale 300 (18 M sales lines), silver vs pandas and DuckDB, Kafka vs its own tools.
+## About 30-40 min on 2 cores; needs ~10 GB free disk. JSON last line + benchmarks/out/latest.json (benchmarks/README.md explains every key).
 bench: $(TEST_INSTALLED)
 	$(BIN)/python -m benchmarks.run
 
-## The same at small sizes, in under 4 minutes.
+## The same at small sizes, in under 5 minutes; every goal key, null where its sizes cannot judge it.
 bench-quick: $(TEST_INSTALLED)
 	$(BIN)/python -m benchmarks.run --quick
 

@@ -1,1 +1,1 @@
-"""Throughput and scaling benchmarks (issue 6): `python -m benchmarks.run [--quick]`."""
+"""Throughput, scaling and memory benchmarks, judged against issue 14's goals: `python -m benchmarks.run [--quick]`."""

@@ -135,7 +135,7 @@ def issue14_goals(result: dict[str, Any]) -> dict[str, Any]:
 
     # 5. silver
     silver = result.get("silver_rows_per_s") or {}
-    silver_scale = (result.get("silver_detail") or {}).get("scale_factor")
+    silver_scale = (result.get("silver_detail") or {}).get("scale_factor", (result.get("config") or {}).get("silver_scale"))
     for name, other in (("silver_vs_pandas", "pandas"), ("silver_vs_duckdb", "duckdb")):
         value = ratio(silver.get("project"), silver.get(other))
         numbers = {"project_rows_per_s": silver.get("project"), f"{other}_rows_per_s": silver.get(other)}

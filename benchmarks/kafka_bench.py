@@ -152,12 +152,15 @@ def produce_project(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
         from logistics_pipeline.flows.produce import produce_messages
     except ImportError as error:
         raise NotAvailable(f"logistics_pipeline.flows.produce is not importable yet: {error}") from None
-    lake = fresh_dir(OUT_DIR / "produce-lake")
+    lake = fresh_dir(OUT_DIR / f"produce-lake-{os.getpid()}")  # per harness: two harnesses on one machine never share a lake
 
     def body() -> dict[str, Any]:
         return produce_messages.fn(count=count, seed=7, bootstrap_servers=bootstrap, topic=topic, partitions=PARTITIONS, lake=str(lake))
 
-    seconds, summary = _wrapper_flow("bench-produce", body)()
+    try:
+        seconds, summary = _wrapper_flow("bench-produce", body)()
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
     if summary.get("delivered") != count:
         raise RuntimeError(f"the project delivered {summary.get('delivered')} of {count} messages")
     return {"seconds": seconds, "messages": count, "flow_reported_seconds": summary.get("seconds"), "summary": summary}
@@ -172,7 +175,8 @@ def ingest_project(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
         from logistics_pipeline.tasks.local.lake import Lake, row_count
     except ImportError as error:
         raise NotAvailable(f"stream ingestion is not available yet: {error}") from None
-    lake = Lake(str(fresh_dir(OUT_DIR / "ingest-lake")))
+    folder = fresh_dir(OUT_DIR / f"ingest-lake-{os.getpid()}")  # per harness: two harnesses on one machine never share a lake
+    lake = Lake(str(folder))
     connection = KafkaConnection(bootstrap_servers=bootstrap)
     options: dict[str, Any] = {}
     if "batch_messages" in inspect.signature(ingest_stream).parameters:  # the batch size the pipeline runs with
@@ -183,12 +187,15 @@ def ingest_project(bootstrap: str, topic: str, expected: int) -> dict[str, Any]:
     def body() -> int:
         return ingest_stream(connection, topic, lake, **options)
 
-    seconds, written = _wrapper_flow("bench-ingest", body)()
-    rows = row_count(lake.uri("bronze", KAFKA_ORDERS))
-    if rows != expected:
-        raise RuntimeError(f"bronze kafka_orders holds {rows} rows after ingesting a topic of {expected} messages")
-    # exactly once: a second pass finds nothing new and writes nothing
-    again_seconds, again = _wrapper_flow("bench-ingest-again", body)()
+    try:
+        seconds, written = _wrapper_flow("bench-ingest", body)()
+        rows = row_count(lake.uri("bronze", KAFKA_ORDERS))
+        if rows != expected:
+            raise RuntimeError(f"bronze kafka_orders holds {rows} rows after ingesting a topic of {expected} messages")
+        # exactly once: a second pass finds nothing new and writes nothing
+        again_seconds, again = _wrapper_flow("bench-ingest-again", body)()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return {"seconds": seconds, "messages": written, "bronze_rows": rows, "rerun_new_messages": again, "rerun_seconds": round(again_seconds, 3),
             "options": options}
 

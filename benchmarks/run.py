@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             broker.stop()
         if server is not None:
             server.stop()
-        shutil.rmtree(OUT_DIR / f"prefect-results-{os.getpid()}", ignore_errors=True)
+        for work in ("prefect-results", "silver", "pipeline"):  # this harness's own folders, left behind by a failed section
+            shutil.rmtree(OUT_DIR / f"{work}-{os.getpid()}", ignore_errors=True)
 
     # --- every key present, goals, versions -------------------------------------------------------
     for key, (section, empty) in {

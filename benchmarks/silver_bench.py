@@ -11,6 +11,7 @@ sums must agree, or the result says so.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -61,6 +62,10 @@ def run_project(bronze: dict[str, str], out: Path) -> dict[str, Any]:
     from logistics_pipeline.tasks.local.lake import Lake
     from logistics_pipeline.tasks.local.store import DeltaStore
 
+    # the runner reads bronze from its own lake: link the shared bronze tables into it (read only)
+    (out / "bronze").mkdir()
+    for name in TABLES:
+        (out / "bronze" / name).symlink_to(Path(bronze[name]).resolve(), target_is_directory=True)
     lake = Lake(str(out))
     counts = {}
     for name in TABLES:
@@ -189,7 +194,7 @@ def compare(results: dict[str, dict[str, list]], counts: dict[str, dict[str, Any
 def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None) -> dict[str, Any]:
     source_dir, rows = dataset(scale)
     lines = sales_lines(rows)
-    work = fresh_dir(OUT_DIR / "silver")
+    work = fresh_dir(OUT_DIR / f"silver-{os.getpid()}")  # per harness: two harnesses on one machine never share a lake
     bronze = build_bronze(source_dir, work / "bronze-lake")
     log(f"silver: bronze ready at scale {scale:g} ({lines} sales lines); {repeats} runs per engine")
 
@@ -224,6 +229,7 @@ def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None
                 shutil.rmtree(out, ignore_errors=True)
 
     checks = compare({engine: output_sums(engine, outputs[engine]) for engine in outputs}, counts)
+    shutil.rmtree(work, ignore_errors=True)
     if not checks["same_results"]:
         log("silver: ENGINES DISAGREE: " + "; ".join(checks["mismatches"][:5]))
     duckdb_statement_rate = rate(lines, duckdb_parts.get("statements_s"))

@@ -121,3 +121,12 @@ def test_the_projects_unknown_members_are_left_out_before_gold_rows_are_compared
     project = {"dim_customers": 18485, "dim_products": 296, "fact_orders": 60325, "dim_customers_unknown_members": 1, "dim_products_unknown_members": 1}
     assert known_rows(project) == {"dim_customers": 18484, "dim_products": 295, "fact_orders": 60325}
     assert known_rows(None) is None
+
+
+def test_a_silver_section_that_failed_at_a_size_other_than_the_goals_is_not_judged():
+    run = full_run(silver_rows_per_s={"project": None, "pandas": None, "duckdb": None}, config={"silver_scale": 2.0})
+    del run["silver_detail"]
+    goals = issue14_goals(run)
+
+    assert goals["silver_vs_pandas"]["met"] is None and "scale 2" in goals["silver_vs_pandas"]["reason"]
+    assert issue14_goals({**run, "config": {"silver_scale": 30.0}})["silver_vs_duckdb"]["met"] is False
