@@ -243,13 +243,14 @@ def pipeline_section(scales: list[float], server: PrefectServer, noop_scales: li
                 f"peak {duckdb_run.peak_rss_mb} MB, gold {result['gold_rows']}")
         except Exception as error:  # noqa: BLE001
             failures.append(f"duckdb script at scale {scale:g}: {error}")
+            log(f"pipeline duckdb script scale {scale:g} FAILED: {error}")
         (work / f"duckdb-{tag}.duckdb").unlink(missing_ok=True)
         duckdb_s.append(round(duckdb_run.seconds, 2) if duckdb_run else None)
         duckdb_cpu.append(duckdb_run.cpu_seconds if duckdb_run else None)
         duckdb_mb.append(duckdb_run.peak_rss_mb if duckdb_run else None)
         known = known_rows(detail.get("project_gold_rows"))
         detail["same_gold_rows"] = known is not None and known == detail.get("duckdb_gold_rows")
-        if not detail["same_gold_rows"]:
+        if known is not None and "duckdb_gold_rows" in detail and not detail["same_gold_rows"]:
             log(f"pipeline scale {scale:g}: GOLD ROWS DIFFER: project less unknown members {known}, script {detail.get('duckdb_gold_rows')}")
         details.append(detail)
 
