@@ -7,20 +7,20 @@ where it ended when the run started, batch by batch, exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
-from prefect import flow, get_run_logger
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture
 from pydantic import Field
 
 from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, SOURCES
-from logistics_pipeline.tasks.databricks.jobs import run_on_databricks, stream_settings
-from logistics_pipeline.tasks.databricks.output import bronze_tables
 from logistics_pipeline.tasks.kafka.client import client_extras
 from logistics_pipeline.tasks.kafka.connection import KafkaConnection, check_broker, load_kafka_connection
 from logistics_pipeline.tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_problem
-from logistics_pipeline.tasks.local.stream import KafkaReader, landing_batches
+from logistics_pipeline.tasks.local.stream import Batch, KafkaReader, landing_batches
 from logistics_pipeline.tasks.orchestration.assets import (
     landing_asset,
     source_asset,
@@ -54,6 +54,10 @@ def bronze_layer(
     """
     settings = load_settings(source_dir=source_dir, lake=lake, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
     if settings.engine == "databricks":
+        # Imported here: databricks-sdk takes over a second to import, and only this engine needs it.
+        from logistics_pipeline.tasks.databricks.jobs import run_on_databricks, stream_settings
+        from logistics_pipeline.tasks.databricks.output import bronze_tables
+
         # The stream too, when Kafka is configured (the landing folder is the local engine's only).
         stream = stream_settings(settings.databricks, load_kafka_connection(kafka_block, settings), settings.kafka_topic)
         summaries = [run_on_databricks("bronze", settings.databricks)]
@@ -121,27 +125,46 @@ def ingest_stream(connection: KafkaConnection | None, topic: str, lake_: Lake, b
         landing = Path(lake_.landing_orders)
         logger.info("stream transport: landing folder %s (no Kafka configured)", landing)
         with Progress("bronze-stream-progress", "bronze kafka_orders", "new messages", description="Landing-folder messages landed in bronze") as progress:
-            written = 0
-            for batch in landing_batches(landing, target, batch_messages):
-                written += write(target, batch)
-                progress.advance(batch.rows.height)
-            return written
+            return write_while_reading(write, target, landing_batches(landing, target, batch_messages), lambda batch: progress.advance(batch.rows.height))
 
     logger.info("stream transport: Kafka at %s, topic %s", connection.bootstrap_servers, topic)
     check_broker(connection)
     config = {**connection.consumer_config("logistics-bronze"), **client_extras()}
     reader = KafkaReader.open(config, topic, target, connection.bootstrap_servers)
     logger.info("topic %s: %d messages to ingest (from %s to %s)", topic, reader.available, reader.start, reader.end)
-    written = 0
+    def written(batch: Batch) -> None:
+        reader.commit_group_offsets(batch.next_offsets)
+        progress.advance(batch.rows.height)
+
     try:
         with Progress("bronze-stream-progress", "bronze kafka_orders", "messages", total=reader.available, description=f"Messages of topic {topic} landed in bronze") as progress:
-            for batch in reader.batches(batch_messages):
-                written += write(target, batch)
-                reader.commit_group_offsets(batch.next_offsets)
-                progress.advance(batch.rows.height)
+            return write_while_reading(write, target, reader.batches(batch_messages), written)
     finally:
         reader.close()
-    return written
+
+
+def write_while_reading(write: Task[..., int], target: str, batches: Iterator[Batch], written: Callable[[Batch], None]) -> int:
+    """Append every batch, each written (a task run in a worker thread: delta-rs writes without
+    the GIL) while the next one is read; returns the rows appended.
+
+    One write at a time and in batch order, each its own commit with its end offsets, as when
+    they ran one after the other: a crash leaves whole batches, a prefix of them. Memory holds
+    two batches, the one being written and the one being read. ``written`` follows each write."""
+    rows = 0
+    pending: tuple[PrefectFuture[int], Batch] | None = None
+    try:
+        for batch in batches:
+            if pending is not None:
+                rows += pending[0].result()
+                written(pending[1])
+            pending = (write.submit(target, batch), batch)
+        if pending is not None:
+            rows += pending[0].result()
+            written(pending[1])
+    finally:
+        if pending is not None:
+            pending[0].wait()  # a failed read returns (raises) only once the write it overlapped is over
+    return rows
 
 
 def check_stream_table(uri: str) -> None:

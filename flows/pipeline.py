@@ -15,7 +15,6 @@ from logistics_pipeline.flows.produce import produce_messages
 from logistics_pipeline.flows.silver import silver_layer
 from logistics_pipeline.tasks.core.contract import KAFKA_ORDERS, STREAM_ORDERS
 from logistics_pipeline.tasks.core.orders import MAX_SEED
-from logistics_pipeline.tasks.databricks.jobs import require_credentials
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.orchestration.lock import lake_lock
 from logistics_pipeline.tasks.settings import load_settings
@@ -54,6 +53,9 @@ def logistics_pipeline(
     """
     settings = load_settings(source_dir=source_dir, lake=lake, dbt_target=dbt_target, kafka_bootstrap_servers=bootstrap_servers, engine=engine)
     if settings.engine == "databricks":
+        # Imported here: databricks-sdk takes over a second to import, and only this engine needs it.
+        from logistics_pipeline.tasks.databricks.jobs import require_credentials
+
         require_credentials(settings.databricks)  # fail at once, before producing anything
     with lake_lock(settings.lake):  # one run at a time per lake; the sub-flows re-enter it
         stream = {"bootstrap_servers": settings.kafka_bootstrap_servers if not kafka_block else None, "kafka_block": kafka_block}

@@ -25,8 +25,6 @@ from logistics_pipeline.tasks.core.drift import drift_markdown
 from logistics_pipeline.tasks.core.quality import TableCounts
 from logistics_pipeline.tasks.core.runner import outputs_current, run_stream_orders
 from logistics_pipeline.tasks.core.silver import SILVER_TABLES
-from logistics_pipeline.tasks.databricks.jobs import run_on_databricks
-from logistics_pipeline.tasks.databricks.output import silver_counts
 from logistics_pipeline.tasks.local.bronze import new_bronze_columns
 from logistics_pipeline.tasks.local.lake import DamagedTableError, Lake, repair, row_count, table_exists
 from logistics_pipeline.tasks.local.store import DeltaStore, bronze_fingerprint
@@ -60,6 +58,10 @@ def silver_layer(
     check_quality_settings(settings.quality)
     run_at = datetime.now(timezone.utc)  # the time of this run's history versions and quality results
     if settings.engine == "databricks":
+        # Imported here: databricks-sdk takes over a second to import, and only this engine needs it.
+        from logistics_pipeline.tasks.databricks.jobs import run_on_databricks
+        from logistics_pipeline.tasks.databricks.output import silver_counts
+
         counts = silver_counts(run_on_databricks("silver", settings.databricks))
         publish_silver(counts, settings.quality)
         return counts
