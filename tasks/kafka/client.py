@@ -74,13 +74,19 @@ class KafkaClientConfig:
         )
 
     def consumer_config(self, group_id: str) -> dict[str, Any]:
-        """A consumer that commits nothing itself (offsets live with the data) and sees the end."""
+        """A consumer that commits nothing itself (offsets live with the data), sees the end,
+        and keeps fetching while the ingest drains its queue."""
         return self._with_extra(
             {
                 "group.id": group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": True,
+                # librdkafka stops fetching a partition whose local queue holds queued.min.messages
+                # and, by default, waits a whole second before it looks again: a reader draining
+                # 100,000 messages in less than that waits for the broker most of the time. The
+                # queue stays bounded by queued.max.messages.kbytes (64 MiB by default).
+                "fetch.queue.backoff.ms": 10,
             }
         )
 
