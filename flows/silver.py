@@ -65,9 +65,8 @@ def silver_layer(
         counts = silver_counts(run_on_databricks("silver", settings.databricks))
         publish_silver(counts, settings.quality)
         return counts
-    with lake_lock(settings.lake):
-        lake_ = Lake(settings.lake)
-        store = DeltaStore(lake_)
+    with lake_lock(settings.lake), DeltaStore(Lake(settings.lake)) as store:
+        lake_ = store.lake
         logger = get_run_logger()
 
         drift = new_bronze_columns(lake_)

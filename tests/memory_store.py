@@ -11,6 +11,7 @@ import narwhals as nw
 import polars as pl
 
 from logistics_pipeline.tasks.core.runner import Commit
+from logistics_pipeline.tasks.core.silver import SilverTable, merged
 from logistics_pipeline.tasks.core.stream import parse_messages
 
 _states = itertools.count()
@@ -45,6 +46,9 @@ class MemoryStore:
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         return frame.collect().lazy()
+
+    def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
+        return self.materialize(merged(table, cleansed))
 
     def count(self, frame: nw.LazyFrame) -> int:
         return int(frame.select(nw.len()).collect().item())

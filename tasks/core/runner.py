@@ -12,6 +12,9 @@ What is decided here, and nowhere else:
 - **counts**: each one measured where it happens (rows in: bronze's rows; quarantined: the
   quarantine's, and per rule; merged: rows the merge step removed; out: the silver table's),
   and checked by ``TableCounts``, which fails the table when they do not add up;
+- **memory**: the runner materializes what it reads more than once (``TableStore.materialize``)
+  and leaves merging duplicates, the one step whose state grows with the table, to the store
+  (``TableStore.merge``: the local store merges in buckets of the merge key);
 - **history**: a dimension's source table (``SilverTable.keeps_history``) then merges the
   silver table into its history (``tasks.core.history``), whose commit records the silver
   state it followed: a crash between the two is caught up by the next run, even when silver
@@ -38,7 +41,7 @@ from logistics_pipeline.tasks.core.contract import (
 from logistics_pipeline.tasks.core.drift import check_types
 from logistics_pipeline.tasks.core.history import merge_history
 from logistics_pipeline.tasks.core.quality import RULE_COLUMN, Rule, TableCounts, accepted, quarantined, rule_counts
-from logistics_pipeline.tasks.core.silver import MALFORMED_ROW, SILVER_BY_NAME, SilverTable, merged, tag_rows
+from logistics_pipeline.tasks.core.silver import MALFORMED_ROW, SILVER_BY_NAME, SilverTable, tag_rows
 from logistics_pipeline.tasks.core.stream import COORDINATES, STREAM_RULES, merge_events, validate
 from logistics_pipeline.tasks.errors import PipelineError
 
@@ -67,6 +70,11 @@ class TableStore(Protocol):
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         """Compute once, so the frames built on it and their counts do not recompute it."""
+        ...
+
+    def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
+        """``merged(table, cleansed)``, materialized: the one step whose memory grows with the
+        table's keys, which an engine may do in parts (the local store: in buckets of the merge key)."""
         ...
 
     def count(self, frame: nw.LazyFrame) -> int: ...
@@ -155,15 +163,15 @@ def build_silver_table(store: TableStore, table: SilverTable, bronze: Commit) ->
     tagged = store.materialize(tag_rows(table, source))
     del source  # tagged holds every bronze row: keep one copy in memory
     rejected = store.materialize(quarantine_layout(quarantined(tagged)))
-    cleansed = store.materialize(table.cleanse(accepted(tagged)))
-    silver = store.materialize(merged(table, cleansed))
+    cleansed = table.cleanse(accepted(tagged))  # read twice (counted, merged): cheap next to a copy of the table
+    silver = store.merge(table, cleansed)
     rows_out = store.count(silver)
     counts = TableCounts(
         table.name, rows_in, rows_out, store.count(rejected), merged_duplicates=store.count(cleansed) - rows_out,
         rules=quarantined_per_rule(table.name, rejected, (MALFORMED_ROW, *table.rules)),
     )
     write_outputs(store, table.name, silver, rejected, bronze.state, counts)
-    store.release(tagged, rejected, cleansed, silver)
+    store.release(tagged, rejected, silver)
     return counts
 
 

@@ -84,6 +84,12 @@ def read_table(uri: str, *, version: int | None = None, columns: list[str] | Non
     return pl.read_delta(uri, version=version, columns=columns, use_pyarrow=is_local(uri) and _encoded_by_delta_rs(uri))
 
 
+def scan_table(uri: str, *, version: int | None = None) -> pl.LazyFrame:
+    """A table (at ``version``) as a lazy polars scan, read file by file as a query needs it
+    (``read_table`` holds the whole table); the same care for the lake's path."""
+    return pl.scan_delta(uri, version=version, use_pyarrow=is_local(uri) and _encoded_by_delta_rs(uri))
+
+
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._-]*")
 
 

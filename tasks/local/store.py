@@ -1,22 +1,78 @@
 """The local engine's tables for the silver runner (``tasks.core.runner``): Delta tables in the
-lake, read and written with delta-rs, computed with polars in this process.
+lake, read and written with delta-rs, computed with polars' streaming engine in this process.
+
+Memory stays bounded whatever the table's size: bronze is scanned file by file, what the
+runner materializes is streamed to a spill file (Parquet, in a temporary folder of the store's
+own, never in the lake) and read back lazily, and a table is written to Delta batch by batch.
+The one step whose state grows with the data, merging duplicates, runs in buckets of the
+merge key (``merge``). Use the store as a context manager: its spill folder goes with it,
+also when a build fails.
 
 A table's state is ``lake.table_state``: its version, its Delta table id and its commit's time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import narwhals as nw
 import polars as pl
+import pyarrow as pa
 
 from logistics_pipeline.tasks.core.contract import INPUT_KEY, STREAM_ORDERS
 from logistics_pipeline.tasks.core.runner import Commit
+from logistics_pipeline.tasks.core.silver import SilverTable, merged
 from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA, parse_messages
 from logistics_pipeline.tasks.errors import PipelineError
 from logistics_pipeline.tasks.local import lake
+
+SPILL_COMPRESSION = "lz4"
+"""Spill files are read back once or twice, soon: a fast codec, not a small file."""
+BUCKET_ROWS = 2_000_000
+"""Rows merged at once: a table with more cleansed rows merges its duplicates bucket by bucket."""
+WRITE_BATCH_ROWS = 250_000
+"""Rows per batch handed to delta-rs when writing a table."""
+
+
+class Spill:
+    """The store's spill folder, made at the first spill under the machine's temporary folder
+    (``TMPDIR``), and the files each materialized frame holds there. ``close`` removes it; so
+    does the garbage collector, for a store that was never closed."""
+
+    def __init__(self) -> None:
+        self._folder: Path | None = None
+        self._remove: weakref.finalize | None = None
+        self._names = itertools.count()
+        self._held: dict[int, list[Path]] = {}
+
+    def new_file(self) -> Path:
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="logistics-spill-"))
+            self._remove = weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
+        return self._folder / f"{next(self._names)}.parquet"
+
+    def hold(self, files: list[Path]) -> nw.LazyFrame:
+        """A lazy scan of ``files``, which are deleted when the frame is released."""
+        frame = nw.from_native(pl.scan_parquet(files))
+        self._held[id(frame)] = files
+        return frame
+
+    def release(self, frame: nw.LazyFrame) -> None:
+        for file in self._held.pop(id(frame), []):
+            file.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._remove is not None:
+            self._remove()
+        self._folder, self._remove = None, None
+        self._held.clear()
 
 
 @dataclass(frozen=True)
@@ -24,6 +80,13 @@ class DeltaStore:
     """The lake's Delta tables as a ``tasks.core.runner.TableStore``."""
 
     lake: lake.Lake
+    spill: Spill = field(default_factory=Spill, compare=False, repr=False)
+
+    def __enter__(self) -> DeltaStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.spill.close()
 
     def last_commit(self, layer: str, table: str) -> Commit | None:
         uri = self.lake.uri(layer, table)
@@ -35,17 +98,49 @@ class DeltaStore:
         return Commit(found.version(), lake.state_of(uri, found, commit), metadata)
 
     def read(self, layer: str, table: str, version: int) -> nw.LazyFrame:
-        return nw.from_native(lake.read_table(self.lake.uri(layer, table), version=version).lazy())
+        return nw.from_native(lake.scan_table(self.lake.uri(layer, table), version=version))
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
-        return frame.collect().lazy()
+        """Streamed to a spill file, read back lazily (its row count is in the file's footer)."""
+        return self.spill.hold([self._sink(frame.to_native())])
+
+    def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
+        """``merged(table, cleansed)``, in buckets of ``BUCKET_ROWS``: the cleansed rows are split by
+        a hash of the merge key in one pass, so a key's rows all fall in one bucket, and each bucket
+        is merged on its own; the buckets' rows together are the merged table's. A table that
+        ``derive``s columns across keys (products, a small dimension) merges in one piece."""
+        buckets = 1 if table.derive else -(-self.count(cleansed) // BUCKET_ROWS)
+        if buckets <= 1:
+            return self.materialize(merged(table, cleansed))
+        bucket = pl.struct(list(table.merge_key)).hash() % buckets
+        parts = [self.spill.new_file() for _ in range(buckets)]
+        rows = cleansed.to_native()
+        pl.collect_all([rows.filter(bucket == index).sink_parquet(part, compression=SPILL_COMPRESSION, lazy=True) for index, part in enumerate(parts)])
+        outputs = []
+        for part in parts:
+            outputs.append(self._sink(merged(table, nw.from_native(pl.scan_parquet(part))).to_native()))
+            part.unlink()
+        return self.spill.hold(outputs)
+
+    def _sink(self, frame: pl.LazyFrame) -> Path:
+        path = self.spill.new_file()
+        frame.sink_parquet(path, compression=SPILL_COMPRESSION)
+        return path
 
     def count(self, frame: nw.LazyFrame) -> int:
         return int(frame.select(nw.len()).collect().item())
 
     def overwrite(self, layer: str, table: str, frame: nw.LazyFrame, metadata: dict[str, Any]) -> None:
+        """Streamed into one Delta commit, ``WRITE_BATCH_ROWS`` at a time."""
+        native = frame.to_native()
+        schema = pl.DataFrame(schema=native.collect_schema()).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for chunk in native.collect_batches(chunk_size=WRITE_BATCH_ROWS):
+                yield from chunk.to_arrow(compat_level=pl.CompatLevel.oldest()).to_batches()
+
         extra = {key: value for key, value in metadata.items() if key != INPUT_KEY}
-        lake.overwrite(self.lake.uri(layer, table), frame.collect().to_native(), input_fingerprint=metadata[INPUT_KEY], metadata=extra)
+        lake.overwrite_batches(self.lake.uri(layer, table), schema, batches(), input_fingerprint=metadata[INPUT_KEY], metadata=extra)
 
     def append(self, layer: str, table: str, rows: pl.DataFrame) -> None:
         lake.append(self.lake.uri(layer, table), rows)
@@ -57,7 +152,9 @@ class DeltaStore:
         lake.overwrite(self.lake.uri("silver", STREAM_ORDERS), pl.DataFrame(schema=STREAM_ORDERS_SCHEMA), input_fingerprint="empty")
 
     def release(self, *frames: nw.LazyFrame) -> None:
-        """Nothing to release: materialized frames are polars frames, freed with their last reference."""
+        """Delete the spill files of these materialized frames."""
+        for frame in frames:
+            self.spill.release(frame)
 
 
 def bronze_fingerprint(bronze_uri: str) -> str:

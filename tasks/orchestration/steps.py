@@ -48,8 +48,8 @@ def build_silver_table(
 ) -> TableCounts:
     """Build one silver table and its quarantine, and its history as of ``run_at`` (cached on
     the state of its bronze input)."""
-    with concerning(f"silver {table.name}"):
-        counts = run_silver_table(DeltaStore(lake_), table, force, run_at)
+    with concerning(f"silver {table.name}"), DeltaStore(lake_) as store:
+        counts = run_silver_table(store, table, force, run_at)
     record_on_assets(counts_metadata(counts))
     return counts
 
@@ -57,8 +57,8 @@ def build_silver_table(
 @materializes(task_run_name="silver-stream_orders", cache_key_fn=input_cache_key, persist_result=True)
 def build_stream_orders(lake_: Lake, target_uri: str, fingerprint: str, force: bool = False) -> TableCounts | None:
     """Build silver stream_orders and its quarantine (cached on the state of its bronze input)."""
-    with concerning("silver stream_orders"):
-        counts = run_stream_orders(DeltaStore(lake_), force)
+    with concerning("silver stream_orders"), DeltaStore(lake_) as store:
+        counts = run_stream_orders(store, force)
     if counts is not None:
         record_on_assets(counts_metadata(counts))
     return counts

@@ -14,6 +14,7 @@ from pyspark.sql.types import TimestampNTZType
 
 from logistics_pipeline.tasks.core.contract import INPUT_KEY, STREAM_ORDERS
 from logistics_pipeline.tasks.core.runner import Commit
+from logistics_pipeline.tasks.core.silver import SilverTable, merged
 from logistics_pipeline.tasks.core.stream import COORDINATES, STREAM_ORDERS_SCHEMA
 from logistics_pipeline.tasks.spark.stream import PARSED_ARROW, parse_batches
 from logistics_pipeline.tasks.spark.tables import Lakehouse, arrow_frame
@@ -36,6 +37,9 @@ class SparkStore:
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(frame.to_native().cache())
+
+    def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
+        return self.materialize(merged(table, cleansed))
 
     def count(self, frame: nw.LazyFrame) -> int:
         return frame.to_native().count()
