@@ -284,3 +284,20 @@ def test_the_data_tests_can_fail(lake: Path) -> None:
     ], CRM_SALES_SCHEMA, mode="append")
 
     assert failed_nodes(dbt_build(lake)) == {"assert_price_not_less_zero"}
+
+
+@pytest.mark.parametrize(("setting", "shown"), [(None, "953.6 MiB"), ("64MB", "61.0 MiB")])
+def test_gold_builds_within_a_memory_limit(lake: Path, monkeypatch: pytest.MonkeyPatch, setting: str | None, shown: str) -> None:
+    """DuckDB spills beyond LOGISTICS_GOLD_MEMORY_LIMIT (default 1GB) instead of growing with the
+    data; the build passes under a small limit."""
+    if setting is not None:
+        monkeypatch.setenv("LOGISTICS_GOLD_MEMORY_LIMIT", setting)
+    work = lake.parent
+    result = dbtRunner().invoke([
+        "show", "--inline", "select current_setting('memory_limit') as memory_limit",
+        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "local",
+        "--target-path", str(work / "dbt_target"), "--log-path", str(work / "dbt_logs"),
+    ])
+    assert result.success, result.exception
+    assert [row["memory_limit"] for row in result.result.results[0].agate_table.rows] == [shown]
+    assert_build_passed(dbt_build(lake))
