@@ -30,7 +30,7 @@ run: $(RUN_INSTALLED)
 ## The full test suite: the import contracts, then unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
 test: $(TEST_INSTALLED) compose-tools browser-tools
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 ## The fast lane: pure unit tests (no Delta table, broker, Spark or server), under 20 s.
 test-fast: $(TEST_INSTALLED)
