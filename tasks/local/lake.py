@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 
 from logistics_pipeline.tasks.core.contract import INPUT_KEY, LANDING_ORDERS
 from logistics_pipeline.tasks.errors import PipelineError, first_line
@@ -33,6 +33,9 @@ from logistics_pipeline.tasks.errors import PipelineError, first_line
 Layer = Literal["bronze", "silver", "quarantine", "history", "quality"]
 TARGET_FILE_BYTES = 32 << 20
 """Data files of a streamed overwrite are closed at about this size (delta-rs' default is 100 MiB)."""
+ROW_GROUP_ROWS = 128 * 1024
+"""Rows per Parquet row group of a streamed overwrite: a reader decodes a row group at once, and
+delta-rs' default (about a million rows) made a streaming scan of bronze hold a gigabyte."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,10 @@ def overwrite_batches(
             raise
 
     try:
-        _overwrite(uri, pa.RecordBatchReader.from_batches(schema, watched()), input_fingerprint, metadata, target_file_size=TARGET_FILE_BYTES)
+        _overwrite(
+            uri, pa.RecordBatchReader.from_batches(schema, watched()), input_fingerprint, metadata,
+            target_file_size=TARGET_FILE_BYTES, writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"),
+        )
     except Exception:
         if failure:
             raise failure[0] from None

@@ -37,6 +37,7 @@ SPILL_COMPRESSION = "lz4"
 """Spill files are read back once or twice, soon: a fast codec, not a small file."""
 BUCKET_ROWS = 2_000_000
 """Rows merged at once: a table with more cleansed rows merges its duplicates bucket by bucket."""
+_BUCKET = "_bucket"
 WRITE_BATCH_ROWS = 250_000
 """Rows per batch handed to delta-rs when writing a table."""
 
@@ -106,20 +107,21 @@ class DeltaStore:
 
     def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
         """``merged(table, cleansed)``, in buckets of ``BUCKET_ROWS``: the cleansed rows are split by
-        a hash of the merge key in one pass, so a key's rows all fall in one bucket, and each bucket
-        is merged on its own; the buckets' rows together are the merged table's. A table that
-        ``derive``s columns across keys (products, a small dimension) merges in one piece."""
+        a hash of the merge key in one pass (polars' partitioned sink), so a key's rows all fall in
+        one bucket, and each bucket is merged on its own; the buckets' rows together are the merged
+        table's. A table that ``derive``s columns across keys (products, a small dimension) merges
+        in one piece."""
         buckets = 1 if table.derive else -(-self.count(cleansed) // BUCKET_ROWS)
         if buckets <= 1:
             return self.materialize(merged(table, cleansed))
-        bucket = pl.struct(list(table.merge_key)).hash() % buckets
-        parts = [self.spill.new_file() for _ in range(buckets)]
-        rows = cleansed.to_native()
-        pl.collect_all([rows.filter(bucket == index).sink_parquet(part, compression=SPILL_COMPRESSION, lazy=True) for index, part in enumerate(parts)])
+        parts = self.spill.new_file().with_suffix("")  # a folder per bucket: parts/_bucket=<n>/*.parquet
+        rows = cleansed.to_native().with_columns((pl.struct(list(table.merge_key)).hash() % buckets).alias(_BUCKET))
+        rows.sink_parquet(pl.PartitionBy(parts, key=_BUCKET, include_key=False), compression=SPILL_COMPRESSION, mkdir=True)
         outputs = []
-        for part in parts:
-            outputs.append(self._sink(merged(table, nw.from_native(pl.scan_parquet(part))).to_native()))
-            part.unlink()
+        for bucket in sorted(parts.iterdir()):
+            outputs.append(self._sink(merged(table, nw.from_native(pl.scan_parquet(bucket / "*.parquet", hive_partitioning=False))).to_native()))
+            shutil.rmtree(bucket)
+        parts.rmdir()
         return self.spill.hold(outputs)
 
     def _sink(self, frame: pl.LazyFrame) -> Path:
