@@ -546,11 +546,12 @@ def test_kafka_batches_are_decoded_column_wise_as_message_by_message(messages):
     timestamp as none): the same rows as decoding each message on its own."""
     from datetime import datetime, timezone
 
-    from logistics_pipeline.tasks.local.stream import _kafka_frame, kafka_app_id
+    from logistics_pipeline.tasks.local.stream import MESSAGE_COLUMNS, _kafka_frame, kafka_app_id
 
     values, keys, stamps = (list(column) for column in zip(*messages)) if messages else ([], [], [])
     partitions, offsets = [i % 3 for i in range(len(messages))], list(range(len(messages)))
-    batch = _kafka_frame("orders", values, keys, partitions, offsets, stamps, "b-0")
+    rows = pl.DataFrame({"value": values, "key": keys, "partition": partitions, "offset": offsets, "timestamp": stamps}, schema=MESSAGE_COLUMNS)
+    batch = _kafka_frame("orders", rows, "b-0")
     one_by_one = _frame(
         [decode_text(v) for v in values], [decode_text(k) for k in keys], partitions, offsets,
         [datetime.fromtimestamp(s / 1000, timezone.utc) if s >= 0 else None for s in stamps],

@@ -73,6 +73,7 @@ def test_local_plaintext_configs(local):
     assert consumer["enable.auto.commit"] is False
     assert consumer["auto.offset.reset"] == "earliest"
     assert consumer["enable.partition.eof"] is True
+    assert 0 < consumer["fetch.queue.backoff.ms"] <= 100  # librdkafka's default (1 s) stalls a reader that drains its queue fast
     assert "enable.idempotence" not in consumer
 
     assert local.admin_config() == {"bootstrap.servers": "localhost:9092", "security.protocol": "PLAINTEXT", "client.id": "logistics-pipeline"}
