@@ -199,10 +199,13 @@ class KafkaReader:
 
     @property
     def available(self) -> int:
-        return sum(self.end[p] - self.start[p] for p in self.end)
+        return self.remaining(self.start)
+
+    def remaining(self, position: dict[int, int]) -> int:
+        return sum(max(self.end[p] - position.get(p, self.start[p]), 0) for p in self.end)
 
     def done(self, position: dict[int, int]) -> bool:
-        return all(position.get(p, self.start[p]) >= self.end[p] for p in self.end)
+        return self.remaining(position) == 0
 
     def batches(self, max_messages: int) -> Iterator[Batch]:
         """Batches of at most ``max_messages`` until every partition reaches its end offset."""
@@ -222,7 +225,9 @@ class KafkaReader:
         idle_since = time.monotonic()
         with _collector_paused():
             while count < max_messages and not self.done(position):
-                messages = self._data(self.consumer.consume(num_messages=min(10_000, max_messages - count), timeout=1.0))
+                # Never more than are left before the end: consume() waits for as many as it is asked for.
+                wanted = min(10_000, max_messages - count, self.remaining(position))
+                messages = self._data(self.consumer.consume(num_messages=wanted, timeout=1.0))
                 chunk = self._unread(_message_columns(messages), position) if messages else None
                 if chunk is None or chunk.is_empty():
                     if time.monotonic() - idle_since > self.idle_timeout_s:
