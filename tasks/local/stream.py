@@ -21,6 +21,7 @@ from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -156,6 +157,16 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _offset_ranges(chunk: pl.DataFrame) -> dict[int, tuple[int, int]]:
+    """The first and last offset of each partition in ``chunk``."""
+    partitions, offsets = chunk["partition"].to_numpy(), chunk["offset"].to_numpy()
+    ranges = {}
+    for partition in np.unique(partitions):
+        in_partition = offsets[partitions == partition]
+        ranges[int(partition)] = (int(in_partition.min()), int(in_partition.max()))
+    return ranges
+
+
 # --- Kafka ---------------------------------------------------------------------------------
 
 @dataclass
@@ -256,15 +267,17 @@ class KafkaReader:
     def _unread(self, chunk: pl.DataFrame, position: dict[int, int]) -> pl.DataFrame:
         """The rows of ``chunk`` from ``position`` up to the end offset seen at start, per
         partition; ``position`` moves past them. Only a chunk that reaches past either bound
-        (messages produced after the start) is filtered, the others are kept as they are."""
-        ranges = chunk.group_by("partition").agg(pl.col("offset").min().alias("first"), pl.col("offset").max().alias("last"))
-        if not all(p in position and position[p] <= first and last < self.end[p] for p, first, last in ranges.iter_rows()):
+        (messages produced after the start) is filtered, the others are kept as they are.
+        The bounds are found with numpy: a polars group-by per chunk waits for polars' thread
+        pool, which the batch being written keeps busy."""
+        ranges = _offset_ranges(chunk)
+        if not all(p in position and position[p] <= first and last < self.end[p] for p, (first, last) in ranges.items()):
             partition, offset = pl.col("partition"), pl.col("offset")
             first = partition.replace_strict(position, default=None, return_dtype=pl.Int64)
             end = partition.replace_strict(self.end, default=None, return_dtype=pl.Int64)
             chunk = chunk.filter((offset >= first) & (offset < end))
-            ranges = chunk.group_by("partition").agg(pl.col("offset").max().alias("last"))
-        for p, *_, last in ranges.iter_rows():
+            ranges = _offset_ranges(chunk)
+        for p, (_, last) in ranges.items():
             position[p] = last + 1
         return chunk
 
