@@ -1,12 +1,13 @@
 """The local engine's tables for the silver runner (``tasks.core.runner``): Delta tables in the
 lake, read and written with delta-rs, computed with polars' streaming engine in this process.
 
-Memory stays bounded whatever the table's size: bronze is scanned file by file, what the
-runner materializes is streamed to a spill file (Parquet, in a temporary folder of the store's
-own, never in the lake) and read back lazily, and a table is written to Delta batch by batch.
-The one step whose state grows with the data, merging duplicates, runs in buckets of the
-merge key (``merge``). Use the store as a context manager: its spill folder goes with it,
-also when a build fails.
+Memory stays bounded whatever the table's size: bronze is scanned file by file; once the store
+has read a large table (``SPILL_ROWS``), what the runner materializes is streamed to a spill
+file (Parquet, in a temporary folder of the store's own, never in the lake) and read back
+lazily, and tables are written to Delta batch by batch. The one step whose state grows with
+the data, merging duplicates, runs in buckets of the merge key (``merge``). Small tables stay
+in memory and pay none of this. Use the store as a context manager: its spill folder goes with
+it, also when a build fails.
 
 A table's state is ``lake.table_state``: its version, its Delta table id and its commit's time.
 """
@@ -33,6 +34,9 @@ from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA, parse_mes
 from logistics_pipeline.tasks.errors import PipelineError
 from logistics_pipeline.tasks.local import lake
 
+SPILL_ROWS = 500_000
+"""A store that has read a table of more rows than this spills what it materializes and writes
+tables batch by batch; below it, frames stay in memory, where they cost less than files would."""
 SPILL_COMPRESSION = "lz4"
 """Spill files are read back once or twice, soon: a fast codec, not a small file."""
 BUCKET_ROWS = 2_000_000
@@ -45,9 +49,11 @@ WRITE_BATCH_ROWS = 250_000
 class Spill:
     """The store's spill folder, made at the first spill under the machine's temporary folder
     (``TMPDIR``), and the files each materialized frame holds there. ``close`` removes it; so
-    does the garbage collector, for a store that was never closed."""
+    does the garbage collector, for a store that was never closed. ``needed`` is set once the
+    store has read a table of more than ``SPILL_ROWS`` rows."""
 
     def __init__(self) -> None:
+        self.needed = False
         self._folder: Path | None = None
         self._remove: weakref.finalize | None = None
         self._names = itertools.count()
@@ -64,6 +70,9 @@ class Spill:
         frame = nw.from_native(pl.scan_parquet(files))
         self._held[id(frame)] = files
         return frame
+
+    def holds(self, frame: nw.LazyFrame) -> bool:
+        return id(frame) in self._held
 
     def release(self, frame: nw.LazyFrame) -> None:
         for file in self._held.pop(id(frame), []):
@@ -99,10 +108,16 @@ class DeltaStore:
         return Commit(found.version(), lake.state_of(uri, found, commit), metadata)
 
     def read(self, layer: str, table: str, version: int) -> nw.LazyFrame:
-        return nw.from_native(lake.scan_table(self.lake.uri(layer, table), version=version))
+        frame = nw.from_native(lake.scan_table(self.lake.uri(layer, table), version=version))
+        if not self.spill.needed and self.count(frame) > SPILL_ROWS:  # from the files' footers
+            self.spill.needed = True
+        return frame
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
-        """Streamed to a spill file, read back lazily (its row count is in the file's footer)."""
+        """Streamed to a spill file and read back lazily (its row count is in the file's footer);
+        in memory while the store has read no large table."""
+        if not self.spill.needed:
+            return frame.collect().lazy()
         return self.spill.hold([self._sink(frame.to_native())])
 
     def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
@@ -111,9 +126,9 @@ class DeltaStore:
         one bucket, and each bucket is merged on its own; the buckets' rows together are the merged
         table's. A table that ``derive``s columns across keys (products, a small dimension) merges
         in one piece."""
-        buckets = 1 if table.derive else -(-self.count(cleansed) // BUCKET_ROWS)
-        if buckets <= 1:
-            return self.materialize(merged(table, cleansed))
+        buckets = 1 if table.derive or not self.spill.needed else -(-self.count(cleansed) // BUCKET_ROWS)
+        if buckets <= 1:  # in memory: merging holds a bucket's rows anyway
+            return merged(table, cleansed).collect().lazy()
         parts = self.spill.new_file().with_suffix("")  # a folder per bucket: parts/_bucket=<n>/*.parquet
         rows = cleansed.to_native().with_columns((pl.struct(list(table.merge_key)).hash() % buckets).alias(_BUCKET))
         rows.sink_parquet(pl.PartitionBy(parts, key=_BUCKET, include_key=False), compression=SPILL_COMPRESSION, mkdir=True)
@@ -133,7 +148,13 @@ class DeltaStore:
         return int(frame.select(nw.len()).collect().item())
 
     def overwrite(self, layer: str, table: str, frame: nw.LazyFrame, metadata: dict[str, Any]) -> None:
-        """Streamed into one Delta commit, ``WRITE_BATCH_ROWS`` at a time."""
+        """A spilled frame is streamed into one Delta commit, ``WRITE_BATCH_ROWS`` at a time; any
+        other is written at once (the runner writes materialized frames: a frame not spilled is
+        in memory)."""
+        extra = {key: value for key, value in metadata.items() if key != INPUT_KEY}
+        if not self.spill.holds(frame):
+            lake.overwrite(self.lake.uri(layer, table), frame.collect().to_native(), input_fingerprint=metadata[INPUT_KEY], metadata=extra)
+            return
         native = frame.to_native()
         schema = pl.DataFrame(schema=native.collect_schema()).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
 
@@ -141,7 +162,6 @@ class DeltaStore:
             for chunk in native.collect_batches(chunk_size=WRITE_BATCH_ROWS):
                 yield from chunk.to_arrow(compat_level=pl.CompatLevel.oldest()).to_batches()
 
-        extra = {key: value for key, value in metadata.items() if key != INPUT_KEY}
         lake.overwrite_batches(self.lake.uri(layer, table), schema, batches(), input_fingerprint=metadata[INPUT_KEY], metadata=extra)
 
     def append(self, layer: str, table: str, rows: pl.DataFrame) -> None:

@@ -21,6 +21,7 @@ from logistics_pipeline.tasks.core.contract import SOURCES_BY_TABLE
 from logistics_pipeline.tasks.core.csv_source import fingerprint_csv
 from logistics_pipeline.tasks.core.runner import run_silver_table
 from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
+from logistics_pipeline.tasks.local import lake as lake_io
 from logistics_pipeline.tasks.local import store as store_module
 from logistics_pipeline.tasks.local.bronze import ingest_csv
 from logistics_pipeline.tasks.local.lake import Lake
@@ -73,11 +74,16 @@ def test_silver_of_three_million_sales_lines_stays_within_bounded_memory(tmp_pat
 def test_merging_in_buckets_gives_the_table_merging_in_one_piece_gives(tmp_path, sources, monkeypatch, table):
     ingest(sources, Lake(str(tmp_path / "one")), table)
     shutil.copytree(tmp_path / "one", tmp_path / "buckets")  # the same bronze rows, ingestion times included
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     with DeltaStore(Lake(str(tmp_path / "one"))) as store:
         whole = run_silver_table(store, SILVER_BY_NAME[table])
-    monkeypatch.setattr(store_module, "BUCKET_ROWS", 500)  # the generated export has a few thousand rows: many buckets
+        assert not any((tmp_path / "tmp").iterdir()), "a small table is built in memory: nothing spilled"
+    monkeypatch.setattr(store_module, "SPILL_ROWS", 0)  # the generated export has a few thousand rows: spilled,
+    monkeypatch.setattr(store_module, "BUCKET_ROWS", 500)  # and merged in many buckets
     with DeltaStore(Lake(str(tmp_path / "buckets"))) as store:
         bucketed = run_silver_table(store, SILVER_BY_NAME[table])
+        assert any((tmp_path / "tmp").iterdir())
 
     assert bucketed == whole
     if table == "crm_cust_info":
@@ -91,9 +97,13 @@ def test_merging_in_buckets_gives_the_table_merging_in_one_piece_gives(tmp_path,
 def test_spill_files_go_with_the_store_also_when_a_build_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    frame = nw.from_native(pl.LazyFrame({"k": range(1000)}))
+    lake = Lake(str(tmp_path / "lake"))
+    lake_io.overwrite(lake.uri("bronze", "numbers"), pl.DataFrame({"k": range(1000)}), input_fingerprint="test")
+    monkeypatch.setattr(store_module, "SPILL_ROWS", 999)  # a "large" table: what the store materializes is spilled
 
-    with DeltaStore(Lake(str(tmp_path / "lake"))) as store:
+    with DeltaStore(lake) as store:
+        frame = store.read("bronze", "numbers", 0)
+        assert not any((tmp_path / "tmp").iterdir()), "reading spills nothing"
         kept, released = store.materialize(frame), store.materialize(frame)
         store.release(released)
         spilled = list((tmp_path / "tmp").rglob("*.parquet"))
@@ -101,8 +111,8 @@ def test_spill_files_go_with_the_store_also_when_a_build_fails(tmp_path, monkeyp
         assert store.count(kept) == 1000
     assert not any((tmp_path / "tmp").iterdir()), "closing the store removes its spill folder"
 
-    with pytest.raises(RuntimeError, match="the build failed"), DeltaStore(Lake(str(tmp_path / "lake"))) as store:
-        store.materialize(frame)
+    with pytest.raises(RuntimeError, match="the build failed"), DeltaStore(lake) as store:
+        store.materialize(store.read("bronze", "numbers", 0))
         assert any((tmp_path / "tmp").rglob("*.parquet"))
         raise RuntimeError("the build failed")
     assert not any((tmp_path / "tmp").iterdir()), "a failed build leaves no spill file behind"
