@@ -38,7 +38,7 @@ from logistics_pipeline.tasks.settings import QualitySettings, load_settings
 PARALLEL_TABLES = 2
 """Silver tables built at once. polars already spreads one table over every core; a second
 keeps the cores busy while the first writes, and more would only add memory (every table
-being built holds its bronze rows)."""
+being built holds up to a bucket of its rows: ``tasks.local.store``)."""
 
 
 @flow(name="silver-layer", task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_TABLES))
