@@ -89,8 +89,22 @@ def read_table(uri: str, *, version: int | None = None, columns: list[str] | Non
 
 def scan_table(uri: str, *, version: int | None = None) -> pl.LazyFrame:
     """A table (at ``version``) as a lazy polars scan, read file by file as a query needs it
-    (``read_table`` holds the whole table); the same care for the lake's path."""
-    return pl.scan_delta(uri, version=version, use_pyarrow=is_local(uri) and _encoded_by_delta_rs(uri))
+    (``read_table`` holds the whole table); the same care for the lake's path.
+
+    Under a path delta-rs percent-encodes, the data files are scanned by their decoded names:
+    polars' pyarrow scan, ``read_table``'s way round, counts no rows when a query needs no
+    column (``select(pl.len())`` gave 0). The project's tables have neither partitions nor
+    deletion vectors, so the data files are the table."""
+    if not (is_local(uri) and _encoded_by_delta_rs(uri)):
+        return pl.scan_delta(uri, version=version)
+    table = DeltaTable(uri, version=version)
+    schema = pl.from_arrow(pa.schema(table.schema().to_arrow()).empty_table()).schema
+    files = [data_file_path(file) for file in table.file_uris()]
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(
+        files, schema=schema, glob=False, missing_columns="insert", extra_columns="ignore", cast_options=pl.ScanCastOptions._default_iceberg()
+    )
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._-]*")

@@ -26,6 +26,9 @@ def table_uri(request, tmp_path) -> str:
 def test_reads_history_and_health_do_not_depend_on_the_folder_name(table_uri):
     assert lake.read_table(table_uri)["a"].to_list() == [4, 5]
     assert lake.read_table(table_uri, version=0, columns=["a"])["a"].to_list() == [1, 2, 3]
+    assert lake.scan_table(table_uri).collect()["a"].to_list() == [4, 5]
+    assert lake.scan_table(table_uri, version=0).select(pl.len()).collect().item() == 3, "a count needs no column"
+    assert lake.scan_table(table_uri).filter(pl.col("a") > 4).select(pl.len()).collect().item() == 1
     assert lake.table_problem(table_uri) is None
     assert lake.recorded_input(table_uri) == "second"
     assert lake.table_state(table_uri).startswith(f"{table_uri}@v1:")
