@@ -115,6 +115,9 @@ def _run(*actions: Callable[[], Any]) -> Any:
     except BaseException as error:  # noqa: BLE001 - the CLI's job is to turn any failure into one line
         if not is_error(error):
             raise  # an interruption: main reports it
+        signum = _termination_signal_behind(error)
+        if signum is not None and not _stopped_by:
+            _stopped_by.append(signum)
         if not _stopped_by:  # else what the signal broke (main says it was stopped)
             typer.echo(f"error: {one_line(error) or type(error).__name__}", err=True)
         raise typer.Exit(1) from None
@@ -350,6 +353,24 @@ def _stop(signum: int, _frame: object) -> None:
     if not _stopped_by:
         _stopped_by.append(signum)
         raise KeyboardInterrupt
+
+
+def _termination_signal_behind(error: BaseException) -> int | None:
+    """The signal of a Prefect ``TerminationSignal`` the error was raised while handling.
+
+    Prefect's SIGTERM handler raises ``TerminationSignal`` and hands the signal on to
+    ``_stop`` when it leaves the flow; a SIGTERM that lands while a task run is being created
+    makes Prefect's crash handling fail instead (``ValueError: Task run is not set``), and the
+    hand-on never comes."""
+    from prefect.exceptions import TerminationSignal
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, TerminationSignal):
+            return error.signal
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _usage_error(error: typer.TyperException) -> str:

@@ -136,3 +136,23 @@ def test_an_error_whose_traceback_another_handler_dropped_is_still_recognised():
     setattr(first, ERROR_WITHOUT_TRACEBACK, error)  # what the traceback filter leaves on a shared record
     assert once.filter(first)
     assert not once.filter(record(f"Encountered exception during execution: {error!r}"))
+
+
+def test_a_sigterm_prefect_failed_to_hand_on_still_stops_the_command():
+    """A SIGTERM landing while Prefect creates a task run breaks Prefect's crash handling
+    (``ValueError: Task run is not set``); the CLI still reports it as stopped (exit 143)."""
+    import signal
+
+    from prefect.exceptions import TerminationSignal
+
+    from logistics_pipeline.flows.cli import _termination_signal_behind
+
+    try:
+        try:
+            raise TerminationSignal(signal=signal.SIGTERM)
+        except TerminationSignal:
+            raise ValueError("Task run is not set")  # noqa: B904 - as Prefect raises it
+    except ValueError as error:
+        broken = error
+    assert _termination_signal_behind(broken) == signal.SIGTERM
+    assert _termination_signal_behind(RuntimeError("a failed run")) is None
