@@ -244,7 +244,7 @@ def silver_section(scale: float, repeats: int, pandas_repeats: int | None = None
             "duckdb_parts_s": {k: round(v, 3) for k, v in duckdb_parts.items()},
             "duckdb_statements_only_rows_per_s": duckdb_statement_rate,
             "duckdb_includes": "deltalake Delta->Arrow read + register + the 6 COPY statements (2 per table: silver, quarantine)",
-            "project_includes": "logistics_pipeline.tasks.core.runner.run_silver_table per table (pl.read_delta, narwhals rules, 2 Delta writes)",
+            "project_includes": "logistics_pipeline.tasks.core.runner.run_silver_table per table (lazy Delta scan, narwhals rules, quarantine and merge, batched Delta writes)",
             "pandas_includes": "benchmarks/pandas_silver.py (DeltaTable.to_pandas, apply/np.where/np.select, 2 Delta writes)",
             **checks,
         },
