@@ -11,7 +11,7 @@ Asset keys are URIs (Prefect requires a lowercase scheme and refuses spaces and
 
 Gold assets come from PrefectDbtRunner: every dbt model is a materializing task whose key is
 ``<adapter>://<relation with dots as slashes>``, and its upstream assets are the dbt sources
-it reads. The runner offers no way to rename a source's key, and dbt-duckdb's delta plugin
+it reads. The runner offers no way to rename a source's key, and the ``lake`` source plugin
 really does copy each silver Delta table into ``gold.duckdb`` as ``silver.<table>``, so
 :func:`link_dbt_sources` records that copy: the dbt source asset, with the silver Delta table
 as its upstream. That closes the chain silver -> dbt source -> gold.
@@ -55,7 +55,7 @@ R = TypeVar("R")
 TableLayer = Literal["bronze", "silver", "quarantine"]
 
 # dbt-duckdb names the database after the file (<lake>/gold.duckdb); the local profile puts
-# the models in `main` and the delta plugin loads the sources into schema `silver`.
+# the models in `main` and the `lake` plugin loads the sources into schema `silver`.
 DBT_ADAPTER = "duckdb"
 DBT_DATABASE = "gold"
 DBT_SOURCE_SCHEMA = "silver"

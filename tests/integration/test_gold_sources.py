@@ -1,0 +1,93 @@
+"""Gold's `lake` source plugin (tasks/gold/lake_source.py) on real Delta tables: what DuckDB's
+Parquet reader copies into gold.duckdb is what delta-rs reads, column for column and row for
+row; a table the data files alone do not describe is read delta-rs's way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from dbt.adapters.duckdb.utils import SourceConfig
+from deltalake import DeltaTable, write_deltalake
+
+from logistics_pipeline.flows.gold import LAKE_INPUTS
+from logistics_pipeline.tasks.gold.lake_source import Plugin
+from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.local.quarantine import QUARANTINE_TABLES
+from tests.local_layers import build_local_layers, write_history_and_quality
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, generated_sources) -> Lake:
+    """Bronze, silver, quarantine, history and quality of the generated export (dirt included)."""
+    lake = Lake(str(tmp_path_factory.mktemp("gold-sources") / "lake"))
+    write_history_and_quality(lake, build_local_layers(generated_sources, lake))
+    return lake
+
+
+def load(uri: str, con: duckdb.DuckDBPyConnection, name: str = "loaded") -> object:
+    """Load as dbt-duckdb does: configure a cursor, load through the plugin, copy into a table."""
+    plugin = Plugin(name="lake", plugin_config={})
+    cursor = con.cursor()
+    plugin.configure_cursor(cursor)
+    loaded = plugin.load(SourceConfig(name, name, "main", None, {"delta_table_path": uri, "materialization": "table"}, []))
+    cursor.register(f"{name}_df", loaded)
+    cursor.execute(f"create table {name} as select * from {name}_df")
+    return loaded
+
+
+def assert_same_as_delta_rs(con: duckdb.DuckDBPyConnection, uri: str) -> None:
+    """The copy equals delta-rs's read of the table: the same columns and types, in the same
+    order, and the same rows (as a multiset)."""
+    con.register("expected_df", DeltaTable(uri).to_pyarrow_dataset())
+    con.execute("create table expected as select * from expected_df")
+    assert con.execute("describe loaded").fetchall() == con.execute("describe expected").fetchall(), uri
+    counts = con.execute("select (select count(*) from loaded), (select count(*) from expected)").fetchone()
+    assert counts[0] == counts[1], uri
+    differing = con.execute("select count(*) from ((select * from loaded except all select * from expected) union all (select * from expected except all select * from loaded))").fetchone()[0]
+    assert differing == 0, uri
+
+
+def test_every_table_gold_reads_is_copied_by_the_parquet_reader_as_delta_rs_reads_it(lake):
+    uris = [lake.uri(layer, table) for layer, table in LAKE_INPUTS] + [lake.uri("quarantine", table) for table in QUARANTINE_TABLES]
+    copied = 0
+    for uri in uris:
+        if DeltaTable.is_deltatable(uri) and DeltaTable(uri).file_uris():
+            with duckdb.connect() as con:
+                loaded = load(uri, con)
+                assert isinstance(loaded, duckdb.DuckDBPyRelation), f"{uri} was not read by DuckDB's Parquet reader"
+                assert_same_as_delta_rs(con, uri)
+                copied += 1
+    assert copied >= 10  # the six silver tables, four history tables, quality and some quarantine
+
+
+def test_a_column_added_later_reads_null_in_older_files(tmp_path):
+    uri = str(tmp_path / "evolved")
+    write_deltalake(uri, pa.table({"id": pa.array([1, 2], pa.int64()), "name": ["a", "b"]}))
+    write_deltalake(uri, pa.table({"id": pa.array([3], pa.int64()), "name": ["c"], "city": ["Oslo"]}), mode="append", schema_mode="merge")
+    with duckdb.connect() as con:
+        assert isinstance(load(uri, con), duckdb.DuckDBPyRelation)
+        assert_same_as_delta_rs(con, uri)
+        assert con.execute("select id, city from loaded order by id").fetchall() == [(1, None), (2, None), (3, "Oslo")]
+
+
+@pytest.mark.parametrize("case", ["partitioned", "empty", "glob characters in its path"])
+def test_a_table_the_data_files_do_not_describe_alone_is_read_the_delta_rs_way(tmp_path, case):
+    data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "region": ["north", "south", "north"]})
+    uri = str(tmp_path / ("sales #?eu*" if case == "glob characters in its path" else "sales"))
+    if case == "partitioned":
+        write_deltalake(uri, data, partition_by=["region"])
+    elif case == "empty":
+        write_deltalake(uri, data.schema.empty_table())
+    else:
+        write_deltalake(uri, data)
+    with duckdb.connect() as con:
+        assert not isinstance(load(uri, con), duckdb.DuckDBPyRelation)
+        assert_same_as_delta_rs(con, uri)
+
+
+def test_a_table_that_does_not_exist_is_named(tmp_path: Path):
+    with duckdb.connect() as con, pytest.raises(FileNotFoundError, match="nothing here.*does not exist: run the silver layer first"):
+        load(str(tmp_path / "nothing here"), con)
