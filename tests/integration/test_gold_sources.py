@@ -4,9 +4,6 @@ row; a table the data files alone do not describe is read delta-rs's way."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -20,29 +17,30 @@ from logistics_pipeline.flows.gold import LAKE_INPUTS
 from logistics_pipeline.tasks.gold.lake_source import Plugin
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.quarantine import QUARANTINE_TABLES
+from tests.child_memory import run_in_a_child
 from tests.local_layers import build_local_layers, write_history_and_quality
 
 
-GROWTH_LIMIT_MB = 900
+GROWTH_LIMIT_MB = 600
 """Peak RSS a copy of 6 M rows (five columns) into a DuckDB file under a 300 MB memory_limit may
-add to the process. Measured on the 2-core machine: 724 MB through DuckDB's Parquet reader,
-1,120 MB through a pyarrow dataset (dbt-duckdb's `delta` plugin's way: its Arrow ingest is
-beyond the limit, and grows with the table: 642 MB for 3 M rows)."""
+add to the process. Measured on the 2-core machine: 182 / 241 / 327 MB for 2 / 6 / 12 M rows
+through DuckDB's Parquet reader; 539 / 1,084 / 1,570 MB through a pyarrow dataset (dbt-duckdb's
+`delta` plugin's way: its Arrow ingest is beyond the limit and grows with the table)."""
 
 COPY_IN_A_CHILD = """
-import json, resource, sys, duckdb
+import json, sys, duckdb
 from dbt.adapters.duckdb.utils import SourceConfig
 from logistics_pipeline.tasks.gold.lake_source import Plugin
 uri, db = sys.argv[1:3]
 con = duckdb.connect(db)
 con.execute("set memory_limit='300MB'")
 con.execute("set preserve_insertion_order=false")
-before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() // 1024  # RSS now, in KB
+before = resident_kb("VmRSS")
 plugin, cursor = Plugin(name="lake", plugin_config={}), con.cursor()
 plugin.configure_cursor(cursor)
 cursor.register("sales_df", plugin.load(SourceConfig("sales", "sales", "main", None, {"delta_table_path": uri}, [])))
 cursor.execute("create table sales as select * from sales_df")
-growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+growth_mb = (resident_kb("VmHWM") - before) // 1024
 print(json.dumps({"growth_mb": growth_mb, "rows": cursor.execute("select count(*) from sales").fetchone()[0]}))
 """
 
@@ -133,9 +131,6 @@ def test_copying_six_million_rows_into_gold_does_not_go_through_arrow(tmp_path):
         "note": pc.binary_join_element_wise("a note on order line ", number, ""),
     }), writer_properties=WriterProperties(max_row_group_size=131_072))
 
-    # a fresh process, so that its peak RSS is the copy's alone (ru_maxrss never goes down)
-    child = subprocess.run([sys.executable, "-c", COPY_IN_A_CHILD, uri, str(tmp_path / "gold.duckdb")], capture_output=True, text=True, timeout=300)
-    assert child.returncode == 0, child.stderr[-2000:]
-    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result = run_in_a_child(COPY_IN_A_CHILD, uri, str(tmp_path / "gold.duckdb"))  # its peak RSS is the copy's alone
     assert result["rows"] == rows
     assert result["growth_mb"] < GROWTH_LIMIT_MB, f"copying {rows:,} rows into gold grew the peak RSS by {result['growth_mb']} MB"

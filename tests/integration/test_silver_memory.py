@@ -5,10 +5,7 @@ a build fails."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from logistics_pipeline.tasks.local import store as store_module
 from logistics_pipeline.tasks.local.bronze import ingest_csv
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
+from tests.child_memory import run_in_a_child
 
 GROWTH_LIMIT_MB = 1600
 """Peak RSS the silver step may add for 3 M sales lines. Measured on the 2-core machine: about
@@ -33,15 +31,16 @@ GROWTH_LIMIT_MB = 1600
 four stages (tagged, rejected, cleansed, silver) were held in memory."""
 
 SILVER_IN_A_CHILD = """
-import json, resource, sys
+import json, sys
 from logistics_pipeline.tasks.core.runner import run_silver_table
 from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from tests.child_memory import run_in_a_child
+before = resident_kb("VmRSS")
 with DeltaStore(Lake(sys.argv[1])) as store:
     counts = run_silver_table(store, SILVER_BY_NAME["crm_sales_details"])
-growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+growth_mb = (resident_kb("VmHWM") - before) // 1024
 print(json.dumps({"growth_mb": growth_mb, "rows_in": counts.rows_in, "rows_out": counts.rows_out, "quarantined": counts.quarantined}))
 """
 
@@ -60,10 +59,7 @@ def test_silver_of_three_million_sales_lines_stays_within_bounded_memory(tmp_pat
     lake = Lake(str(tmp_path / "lake"))
     ingest(tmp_path / "sources", lake, "crm_sales_details")
 
-    # a fresh process, so that its peak RSS is the silver step's alone (ru_maxrss never goes down)
-    child = subprocess.run([sys.executable, "-c", SILVER_IN_A_CHILD, lake.root], capture_output=True, text=True, timeout=300)
-    assert child.returncode == 0, child.stderr[-2000:]
-    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result = run_in_a_child(SILVER_IN_A_CHILD, lake.root)  # its peak RSS is the silver step's alone
 
     assert result["rows_in"] == rows == result["rows_out"] + result["quarantined"]
     assert pl.read_delta(lake.uri("silver", "crm_sales_details")).height == result["rows_out"]
