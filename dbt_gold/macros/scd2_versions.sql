@@ -22,6 +22,8 @@ hashed_spans as (
 
 ),
 
+-- a span starts a version unless it continues the one before (same attributes, no gap);
+-- it ends one unless the next span continues it
 marked_spans as (
 
     select
@@ -31,19 +33,32 @@ marked_spans as (
                 and lag(span_end) over ({{ by_member }} order by span_start) = span_start
                 then 0
             else 1
-        end as starts_version
+        end as starts_version,
+        case
+            when lead(attributes_hash) over ({{ by_member }} order by span_start) = attributes_hash
+                and lead(span_start) over ({{ by_member }} order by span_start) = span_end
+                then 0
+            else 1
+        end as ends_version
 
     from hashed_spans
 
 ),
 
-numbered_spans as (
+-- the first and last span of every version (one row when a version is one span): each
+-- start is followed by its own end. Windows over these, not a GROUP BY of every attribute:
+-- that aggregate ran out of DuckDB's memory_limit at scale 100 (1.8 M customers).
+boundaries as (
 
     select
         marked_spans.*,
-        cast(sum(starts_version) over ({{ by_member }} order by span_start rows between unbounded preceding and current row) as {{ dbt.type_bigint() }}) as version_number
+        case
+            when ends_version = 1 then span_end
+            else lead(span_end) over ({{ by_member }} order by span_start)
+        end as version_end
 
     from marked_spans
+    where starts_version = 1 or ends_version = 1
 
 ),
 
@@ -51,13 +66,14 @@ collapsed as (
 
     select
         {{ (key + attributes) | join(', ') }},
-        version_number,
-        min(span_start) as recorded_at,
+        cast(row_number() over ({{ by_member }} order by span_start) as {{ dbt.type_bigint() }}) as version_number,
+        span_start as recorded_at,
         -- the last span of a current version is open
-        case when count(span_end) = count(*) then max(span_end) end as valid_to
+        version_end as valid_to,
+        lead(span_start) over ({{ by_member }} order by span_start) as next_recorded_at
 
-    from numbered_spans
-    group by {{ (key + attributes) | join(', ') }}, version_number
+    from boundaries
+    where starts_version = 1
 
 ),
 
@@ -71,7 +87,7 @@ versions as (
         valid_to is null as is_current,
         case
             when valid_to is null then false
-            when lead(recorded_at) over ({{ by_member }} order by version_number) = valid_to then false
+            when next_recorded_at = valid_to then false
             else true
         end as is_deleted,
         recorded_at
