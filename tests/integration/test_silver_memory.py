@@ -36,7 +36,6 @@ from logistics_pipeline.tasks.core.runner import run_silver_table
 from logistics_pipeline.tasks.core.silver import SILVER_BY_NAME
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.store import DeltaStore
-from tests.child_memory import run_in_a_child
 before = resident_kb("VmRSS")
 with DeltaStore(Lake(sys.argv[1])) as store:
     counts = run_silver_table(store, SILVER_BY_NAME["crm_sales_details"])
