@@ -7,10 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.spark"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+settings.register_profile("full", max_examples=60)
+settings.register_profile("fast", max_examples=15)
+settings.load_profile("full")
+"""Examples per hypothesis property that sets no count of its own: `make test` runs the "full"
+60, the fast lane (`make test-fast`, `--hypothesis-profile=fast`) the first 15 of the same
+derandomized sequence."""
 
 REFERENCE_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "datasets"
 

@@ -47,14 +47,13 @@ NASTY = Path(__file__).resolve().parents[1] / "fixtures" / "nasty"
 SHIPPED = Path(__file__).resolve().parents[2] / "datasets"
 CATEGORIES = "erp_px_cat_g1v2"
 SALES = "crm_sales_details"
-PROPERTY = settings(
-    max_examples=60,
+PROPERTY = settings(  # max_examples comes from the profile tests/conftest.py loads
     deadline=None,
     derandomize=True,  # the same examples on every run and machine: CI is reproducible
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
-STREAM_PROPERTY = settings(PROPERTY, max_examples=12)  # up to 10 messages each
+STREAM_PROPERTY = settings(PROPERTY, max_examples=max(3, PROPERTY.max_examples // 5))  # up to 10 messages each
 
 
 def land(path: Path, table: str, store: MemoryStore | None = None) -> tuple[TableCounts, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -534,7 +533,7 @@ def _lands(value: str | None, silver: pl.DataFrame) -> bool:
 
 
 
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 @given(
     st.lists(
         st.tuples(st.none() | st.binary(max_size=40), st.none() | st.binary(max_size=10), st.integers(-1, 2**41)),
