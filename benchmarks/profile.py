@@ -40,7 +40,7 @@ def profile_silver(scale: float) -> None:
     profiler = Profiler(interval=0.005)
     began = time.perf_counter()
     with profiler:
-        run_project(bronze, work / "project")
+        run_project(bronze, fresh_dir(work / "project"))
     seconds = time.perf_counter() - began
     header = f"# silver step (tasks.core.runner.run_silver_table x {', '.join(TABLES)}) at scale {scale:g}: " \
              f"{sales_lines(rows)} sales lines in {seconds:.2f}s\n"
