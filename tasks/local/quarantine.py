@@ -22,7 +22,7 @@ from logistics_pipeline.tasks.core.quality import RULE_COLUMN
 from logistics_pipeline.tasks.core.silver import MALFORMED_ROW, SILVER_BY_NAME, SILVER_TABLES
 from logistics_pipeline.tasks.core.stream import STREAM_RULES
 from logistics_pipeline.tasks.errors import PipelineError
-from logistics_pipeline.tasks.local.lake import Lake, open_table
+from logistics_pipeline.tasks.local.lake import Lake, open_table, scan_table
 
 QUARANTINE_TABLES: tuple[str, ...] = (*(table.name for table in SILVER_TABLES), STREAM_ORDERS)
 BRONZE_METADATA = {
@@ -106,12 +106,13 @@ def select_quarantined(lake: Lake, table: str | None = None, rule: str | None = 
     rows: list[QuarantinedRow] = []
     matching = 0
     for name in [table] if table is not None else QUARANTINE_TABLES:
-        delta = found[name]
-        if delta is None:
+        if found[name] is None:
             continue
-        frame = pl.from_arrow(delta.to_pyarrow_table())
-        if rule is not None:
-            frame = frame.filter(pl.col(RULE_COLUMN) == rule)
+        # polars' own Parquet reader: a pyarrow scan (``to_pyarrow_table``) leaves Arrow threads
+        # that can abort the interpreter's exit ("terminate called without an active exception",
+        # exit -6) after every row has been printed.
+        scan = scan_table(lake.uri("quarantine", name))
+        frame = (scan if rule is None else scan.filter(pl.col(RULE_COLUMN) == rule)).collect()
         matching += frame.height
         wanted = limit - len(rows)
         if frame.height and wanted > 0:
