@@ -32,10 +32,14 @@ run: $(RUN_INSTALLED)
 # would make it rewrite them on every run.
 test test-fast test-middle: export PYTHONDONTWRITEBYTECODE :=
 
+# One pytest worker per core (at most 4: each worker starts its own Prefect server and Kafka
+# broker); tests that share a module fixture or Spark stay together (xdist_group in tests/conftest.py).
+WORKERS := --numprocesses=auto --maxprocesses=4 --dist=loadgroup
+
 ## The full test suite: the import contracts, then unit, integration (real Delta, dbt, Kafka, Spark) and end to end.
 test: $(TEST_INSTALLED) compose-tools browser-tools
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest --durations=30
+	$(BIN)/python -m pytest --durations=30 $(WORKERS)
 
 ## The fast lane: pure unit tests (no Delta table, broker, Spark or server), under 20 s: one pytest
 ## worker per core, and hypothesis properties run 15 examples each here (60 in `make test`).
@@ -44,7 +48,7 @@ test-fast: $(TEST_INSTALLED)
 
 ## The middle lane: everything but Kafka, Spark, end-to-end and slow trials (real Delta, dbt, a temporary Prefect server).
 test-middle: $(TEST_INSTALLED)
-	$(BIN)/python -m pytest -q -m "not kafka and not spark and not e2e and not slow"
+	$(BIN)/python -m pytest -q -m "not kafka and not spark and not e2e and not slow" $(WORKERS)
 
 ## The dbt docs site of the lake's gold (models, columns, tests, lineage) in $(LAKE)/docs; docs-serve also serves it.
 docs: $(RUN_INSTALLED)

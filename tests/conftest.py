@@ -13,12 +13,14 @@ pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.spark"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-settings.register_profile("full", max_examples=60)
-settings.register_profile("fast", max_examples=15)
+settings.register_profile("full", max_examples=60, deadline=None)
+settings.register_profile("fast", max_examples=15, deadline=None)
 settings.load_profile("full")
 """Examples per hypothesis property that sets no count of its own: `make test` runs the "full"
 60, the fast lane (`make test-fast`, `--hypothesis-profile=fast`) the first 15 of the same
-derandomized sequence."""
+derandomized sequence. No deadline: both lanes run a pytest worker per core, and an example
+that takes 300 ms while the other worker builds a lake is not a failure (speed is measured by
+`make bench`, not by tests)."""
 
 REFERENCE_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "datasets"
 
@@ -28,11 +30,39 @@ marker, so `-m "not kafka and not spark and not e2e and not slow"` is a dependab
 on `spark_connect` gets `connect` and also `spark` (the Connect server runs in the classic session's JVM)."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture, marker in MARKER_OF_FIXTURE.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
+    spark_modules = {item.path for item in items if item.get_closest_marker("spark")}
+    for item in items:
+        group = xdist_group(item, spark_modules)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """Stop at once when pytest-xdist did not apply the groups (it marks a grouped test's id with
+    ``@group``): otherwise a second Spark would start and module fixtures be built twice, silently."""
+    if node.config.getvalue("dist") == "loadgroup" and ids and not any("@" in nodeid for nodeid in ids):
+        raise pytest.UsageError("pytest-xdist did not group the tests (no test id ends in @group): see the pytest pin in pyproject.toml")
+
+
+def xdist_group(item: pytest.Item, spark_modules: set[Path]) -> str | None:
+    """Which tests one pytest worker runs together (`make test` runs `--dist loadgroup`).
+
+    Every module that touches Spark goes to one worker, so only one Spark JVM starts (and only
+    one resolves its jars into the shared Ivy cache); a module whose tests share a module-scoped
+    fixture (a server stack, a lake built once) stays on one worker, so the fixture is built once.
+    Every other test is scheduled on its own, which keeps both workers busy to the end.
+    """
+    if item.path in spark_modules:
+        return "spark"
+    fixtures = getattr(item, "_fixtureinfo", None)
+    scopes = {definition.scope for definitions in (fixtures.name2fixturedefs.values() if fixtures else ()) for definition in definitions}
+    return item.nodeid.split("::")[0] if scopes & {"module", "class", "package"} else None
 
 
 @pytest.fixture(scope="session")
