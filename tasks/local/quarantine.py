@@ -108,9 +108,10 @@ def select_quarantined(lake: Lake, table: str | None = None, rule: str | None = 
     for name in [table] if table is not None else QUARANTINE_TABLES:
         if found[name] is None:
             continue
-        # polars' own Parquet reader: a pyarrow scan (``to_pyarrow_table``) leaves Arrow threads
-        # that can abort the interpreter's exit ("terminate called without an active exception",
-        # exit -6) after every row has been printed.
+        # polars' own Parquet reader, as the rest of the lake reads: with a pyarrow scan
+        # (``to_pyarrow_table``) the command once aborted at exit after printing every row
+        # ("terminate called without an active exception", exit -6), most likely Arrow threads
+        # outliving the interpreter (not reproduced on demand).
         scan = scan_table(lake.uri("quarantine", name))
         frame = (scan if rule is None else scan.filter(pl.col(RULE_COLUMN) == rule)).collect()
         matching += frame.height
