@@ -127,9 +127,19 @@ class SilverTable:
     keeps_history: bool = False
     """A dimension's source: every version of its rows is kept in the lake (``tasks.core.history``)."""
 
+    def __post_init__(self) -> None:
+        if self.merge_order[-1:] != ("_line",):
+            raise ValueError(f"silver {self.name}: merge_order must end with _line, which no two rows share")
+
     def dedupe(self, frame: nw.LazyFrame) -> nw.LazyFrame:
-        """Keep the last row per merge key in ``merge_order`` (later rows win)."""
-        return frame.unique(list(self.merge_key), keep="last", order_by=list(self.merge_order))
+        """Keep the last row per merge key in ``merge_order`` (later rows win, a null orders
+        first). One window filter per order column, each keeping a key's rows that hold its
+        greatest value: no sort of the whole table, about half the time of sort-then-unique.
+        ``_line`` comes last and is unique, so exactly one row per key remains."""
+        for column in self.merge_order:
+            latest = nw.col(column).max().over(*self.merge_key)
+            frame = frame.filter((nw.col(column) == latest).fill_null(False) | latest.is_null())
+        return frame
 
 
 def missing(column: str, rule: str) -> Rule:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timezone
 
 import narwhals as nw
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logistics_pipeline.tasks.core.quality import RULE_COLUMN, CountsDoNotReconcile, TableCounts
 from logistics_pipeline.tasks.core.silver import (
@@ -301,3 +304,30 @@ def test_every_kept_sales_line_satisfies_gold_amount_test():
     silver, _ = run("crm_sales_details", rows)
     worst = silver.select((pl.col("sls_sales") - pl.col("sls_quantity") * pl.col("sls_price")).abs().max()).item()
     assert worst is None or worst <= 0.01
+
+
+# --- merging duplicates ----------------------------------------------------------------------
+
+ROWS = st.lists(
+    st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from([1, 2]), st.one_of(st.none(), st.integers(0, 3))),
+    max_size=30,
+)
+
+
+@given(rows=ROWS)
+def test_dedupe_keeps_what_sort_then_unique_keeps(rows):
+    """The window filter keeps, per key, the row a sort by the merge order (nulls first) and
+    unique(keep="last") keeps: the greatest create date, then the latest line."""
+    table = SILVER_BY_NAME["crm_cust_info"]
+    frame = pl.DataFrame(
+        {"cst_id": [f"{k}{n}" if k else None for k, n, _ in rows], "cst_create_date": [d for *_, d in rows], "_line": range(len(rows))},
+        schema={"cst_id": pl.String, "cst_create_date": pl.Int64, "_line": pl.Int64},
+    )
+    expected = frame.sort(list(table.merge_order), nulls_last=False).unique(list(table.merge_key), keep="last")
+    kept = table.dedupe(nw.from_native(frame.lazy())).collect().to_native()
+    assert sorted(kept["_line"].to_list()) == sorted(expected["_line"].to_list())
+
+
+def test_merge_order_must_end_with_the_line_number():
+    with pytest.raises(ValueError, match="must end with _line"):
+        replace(SILVER_BY_NAME["crm_cust_info"], merge_order=("cst_create_date",))
