@@ -47,6 +47,9 @@ class MemoryStore:
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         return frame.collect().lazy()
 
+    def materialize_from(self, shared: nw.LazyFrame, *frames: nw.LazyFrame) -> tuple[nw.LazyFrame, ...]:
+        return tuple(self.materialize(frame) for frame in frames)
+
     def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
         return self.materialize(merged(table, cleansed))
 

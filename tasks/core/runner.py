@@ -12,8 +12,10 @@ What is decided here, and nowhere else:
 - **counts**: each one measured where it happens (rows in: bronze's rows; quarantined: the
   quarantine's, and per rule; merged: rows the merge step removed; out: the silver table's),
   and checked by ``TableCounts``, which fails the table when they do not add up;
-- **memory**: the runner materializes what it reads more than once (``TableStore.materialize``)
-  and leaves merging duplicates, the one step whose state grows with the table, to the store
+- **memory**: the runner materializes what it reads more than once (``TableStore.materialize``):
+  the quarantined and the cleansed rows together, in one pass over the tagged bronze rows,
+  which are never stored themselves (``TableStore.materialize_from``). It leaves merging
+  duplicates, the one step whose state grows with the table, to the store
   (``TableStore.merge``: the local store merges in buckets of the merge key);
 - **history**: a dimension's source table (``SilverTable.keeps_history``) then merges the
   silver table into its history (``tasks.core.history``), whose commit records the silver
@@ -70,6 +72,11 @@ class TableStore(Protocol):
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         """Compute once, so the frames built on it and their counts do not recompute it."""
+        ...
+
+    def materialize_from(self, shared: nw.LazyFrame, *frames: nw.LazyFrame) -> tuple[nw.LazyFrame, ...]:
+        """``frames``, each built on ``shared``, materialized, with ``shared`` computed once: the
+        local store streams it through all of them in one query, Spark caches it (``release`` it)."""
         ...
 
     def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
@@ -160,10 +167,8 @@ def build_silver_table(store: TableStore, table: SilverTable, bronze: Commit) ->
     source = store.read("bronze", table.bronze, bronze.version)
     rows_in = store.count(source)
     check_types(table.name, source, rows=rows_in)
-    tagged = store.materialize(tag_rows(table, source))
-    del source  # tagged holds every bronze row: keep one copy in memory
-    rejected = store.materialize(quarantine_layout(quarantined(tagged)))
-    cleansed = table.cleanse(accepted(tagged))  # read twice (counted, merged): cheap next to a copy of the table
+    tagged = tag_rows(table, source)
+    rejected, cleansed = store.materialize_from(tagged, quarantine_layout(quarantined(tagged)), table.cleanse(accepted(tagged)))
     silver = store.merge(table, cleansed)
     rows_out = store.count(silver)
     counts = TableCounts(
@@ -171,7 +176,7 @@ def build_silver_table(store: TableStore, table: SilverTable, bronze: Commit) ->
         rules=quarantined_per_rule(table.name, rejected, (MALFORMED_ROW, *table.rules)),
     )
     write_outputs(store, table.name, silver, rejected, bronze.state, counts)
-    store.release(tagged, rejected, silver)
+    store.release(tagged, rejected, cleansed, silver)
     return counts
 
 

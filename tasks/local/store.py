@@ -120,6 +120,16 @@ class DeltaStore:
             return frame.collect().lazy()
         return self.spill.hold([self._sink(frame.to_native())])
 
+    def materialize_from(self, shared: nw.LazyFrame, *frames: nw.LazyFrame) -> tuple[nw.LazyFrame, ...]:
+        """All ``frames`` in one polars query (``collect_all``), which computes ``shared`` once and
+        streams it through each: spilled, each frame to its own file, and ``shared`` is never written."""
+        natives = [frame.to_native() for frame in frames]
+        if not self.spill.needed:
+            return tuple(nw.from_native(result.lazy()) for result in pl.collect_all(natives))
+        files = [self.spill.new_file() for _ in natives]
+        pl.collect_all([native.sink_parquet(file, compression=SPILL_COMPRESSION, lazy=True) for native, file in zip(natives, files)])
+        return tuple(self.spill.hold([file]) for file in files)
+
     def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
         """``merged(table, cleansed)``, in buckets of ``BUCKET_ROWS``: the cleansed rows are split by
         a hash of the merge key in one pass (polars' partitioned sink), so a key's rows all fall in

@@ -38,6 +38,11 @@ class SparkStore:
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
         return nw.from_native(frame.to_native().cache())
 
+    def materialize_from(self, shared: nw.LazyFrame, *frames: nw.LazyFrame) -> tuple[nw.LazyFrame, ...]:
+        """``shared`` cached first: Spark's cache manager serves it to every frame built on it."""
+        self.materialize(shared)
+        return tuple(self.materialize(frame) for frame in frames)
+
     def merge(self, table: SilverTable, cleansed: nw.LazyFrame) -> nw.LazyFrame:
         return self.materialize(merged(table, cleansed))
 
