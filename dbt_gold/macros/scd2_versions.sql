@@ -16,7 +16,7 @@ hashed_spans as (
 
     select
         {{ spans }}.*,
-        {{ surrogate_key(attributes) }} as attributes_hash
+        {{ row_fingerprint(attributes) }} as attributes_hash
 
     from {{ spans }}
 
@@ -46,16 +46,19 @@ marked_spans as (
 ),
 
 -- the first and last span of every version (one row when a version is one span): each
--- start is followed by its own end. Windows over these, not a GROUP BY of every attribute:
--- that aggregate ran out of DuckDB's memory_limit at scale 100 (1.8 M customers).
+-- start is followed by its own end, so a version's end is its start's row or the next, and
+-- the next version starts one or two rows on. One window pass over these, not a GROUP BY of
+-- every attribute: that aggregate ran out of DuckDB's memory_limit at scale 100 (1.8 M customers).
 boundaries as (
 
     select
         marked_spans.*,
-        case
-            when ends_version = 1 then span_end
-            else lead(span_end) over ({{ by_member }} order by span_start)
-        end as version_end
+        sum(starts_version) over (
+            {{ by_member }} order by span_start rows between unbounded preceding and current row
+        ) as version_number,
+        lead(span_end) over ({{ by_member }} order by span_start) as next_span_end,
+        lead(span_start) over ({{ by_member }} order by span_start) as next_span_start,
+        lead(span_start, 2) over ({{ by_member }} order by span_start) as second_span_start
 
     from marked_spans
     where starts_version = 1 or ends_version = 1
@@ -66,11 +69,11 @@ collapsed as (
 
     select
         {{ (key + attributes) | join(', ') }},
-        cast(row_number() over ({{ by_member }} order by span_start) as {{ dbt.type_bigint() }}) as version_number,
+        cast(version_number as {{ dbt.type_bigint() }}) as version_number,
         span_start as recorded_at,
         -- the last span of a current version is open
-        version_end as valid_to,
-        lead(span_start) over ({{ by_member }} order by span_start) as next_recorded_at
+        case when ends_version = 1 then span_end else next_span_end end as valid_to,
+        case when ends_version = 1 then next_span_start else second_span_start end as next_recorded_at
 
     from boundaries
     where starts_version = 1
