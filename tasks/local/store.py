@@ -114,15 +114,14 @@ class DeltaStore:
         return frame
 
     def materialize(self, frame: nw.LazyFrame) -> nw.LazyFrame:
-        """Streamed to a spill file and read back lazily (its row count is in the file's footer);
-        in memory while the store has read no large table."""
-        if not self.spill.needed:
-            return frame.collect().lazy()
-        return self.spill.hold([self._sink(frame.to_native())])
+        """One frame, as ``materialize_from`` does it."""
+        (materialized,) = self.materialize_from(frame, frame)
+        return materialized
 
     def materialize_from(self, shared: nw.LazyFrame, *frames: nw.LazyFrame) -> tuple[nw.LazyFrame, ...]:
-        """All ``frames`` in one polars query (``collect_all``), which computes ``shared`` once and
-        streams it through each: spilled, each frame to its own file, and ``shared`` is never written."""
+        """Each of ``frames`` streamed to a spill file and read back lazily (its row count is in
+        the file's footer), or in memory while the store has read no large table. All of them in
+        one polars query (``collect_all``), which computes ``shared`` once and never writes it."""
         natives = [frame.to_native() for frame in frames]
         if not self.spill.needed:
             return tuple(nw.from_native(result.lazy()) for result in pl.collect_all(natives))
