@@ -17,8 +17,6 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
 from logistics_pipeline.tasks.core.contract import STREAM_ORDERS
-from logistics_pipeline.tasks.core.quality_log import QUALITY_LAYER, QUALITY_TABLE
-from logistics_pipeline.tasks.core.silver import SILVER_TABLES
 from logistics_pipeline.tasks.errors import PipelineError
 from logistics_pipeline.tasks.gold.dbt import (
     UNKNOWN_MEMBER_KEY,
@@ -28,6 +26,7 @@ from logistics_pipeline.tasks.gold.dbt import (
     stream_freshness,
     unknown_member_lines,
 )
+from logistics_pipeline.tasks.gold.lake_views import HISTORY_INPUTS, LAKE_INPUTS, SILVER_INPUTS
 from logistics_pipeline.tasks.gold.state import (
     failed_path,
     gold_inputs,
@@ -49,12 +48,6 @@ from logistics_pipeline.tasks.orchestration.assets import link_dbt_sources
 from logistics_pipeline.tasks.orchestration.lock import lake_lock
 from logistics_pipeline.tasks.orchestration.progress import Progress
 from logistics_pipeline.tasks.settings import Settings, load_settings
-
-SILVER_INPUTS = [*(t.name for t in SILVER_TABLES), STREAM_ORDERS]
-HISTORY_INPUTS = [t.name for t in SILVER_TABLES if t.keeps_history]
-LAKE_INPUTS = [*(("silver", t) for t in SILVER_INPUTS), *(("history", t) for t in HISTORY_INPUTS), (QUALITY_LAYER, QUALITY_TABLE)]
-"""Every lake table gold reads: silver, the dimensions' history, the quality results."""
-
 
 @flow(name="dbt-gold")
 def dbt_gold(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ import duckdb
 import yaml
 
 from logistics_pipeline.tasks.errors import PipelineError, one_line
+from logistics_pipeline.tasks.gold.lake_views import lake_views
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
@@ -206,28 +207,37 @@ def stream_freshness(settings: Settings, gold_path: str | None = None) -> dict[s
 
 
 def invoke(settings: Settings, args: list[str], gold_path: str | None, on_model: Callable[[Any], None] | None = None) -> Any:
-    """Run dbt in-process with this run's vars, profile, paths and (databricks target) sign-in."""
+    """Run dbt in-process with this run's vars, profile, paths, (local target) lake views and
+    (databricks target) sign-in."""
     variables, env = dbt_vars(settings), dbt_environment(settings)
-    try:
-        runner = dbt_runner(settings, gold_path)
-        if on_model is not None:
-            runner.post_model(on_model)
-        with environment(env):
-            return runner.invoke(
-                [*args, "--vars", json.dumps(variables)],
-                log_path=str(work_dir(settings) / "logs"),
-                use_colors=False,  # its lines go to Prefect's log and to a file, never straight to a terminal
-                use_colors_file=False,
-            )
-    except ValueError as error:
-        # prefect-dbt's way of saying dbt itself stopped (not a model or a test): a profile,
-        # connection or compilation error, after the command line.
-        if not str(error).startswith(DBT_STOPPED):
-            raise
-        reason = str(error).partition("': ")[2] or str(error)  # what follows the quoted command line
-        raise GoldTestFailure(f"dbt {args[0]} failed: {one_line(reason)}") from error
-    finally:
-        release_duckdb_file()
+    with lake_views_for(settings, gold_path):  # dropped after dbt has closed the file
+        try:
+            runner = dbt_runner(settings, gold_path)
+            if on_model is not None:
+                runner.post_model(on_model)
+            with environment(env):
+                return runner.invoke(
+                    [*args, "--vars", json.dumps(variables)],
+                    log_path=str(work_dir(settings) / "logs"),
+                    use_colors=False,  # its lines go to Prefect's log and to a file, never straight to a terminal
+                    use_colors_file=False,
+                )
+        except ValueError as error:
+            # prefect-dbt's way of saying dbt itself stopped (not a model or a test): a profile,
+            # connection or compilation error, after the command line.
+            if not str(error).startswith(DBT_STOPPED):
+                raise
+            reason = str(error).partition("': ")[2] or str(error)  # what follows the quoted command line
+            raise GoldTestFailure(f"dbt {args[0]} failed: {one_line(reason)}") from error
+        finally:
+            release_duckdb_file()
+
+
+def lake_views_for(settings: Settings, gold_path: str | None) -> AbstractContextManager[None]:
+    """For a local build, the lake's tables as views in the file dbt runs on (``tasks.gold.lake_views``)."""
+    if gold_path is None or settings.dbt_target != "local":
+        return nullcontext()
+    return lake_views(gold_path, settings.lake)
 
 
 def release_duckdb_file() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from logistics_pipeline.tasks.errors import PipelineError, one_line
 from logistics_pipeline.tasks.gold.dbt import dbt_vars, profiles_dir, release_duckdb_file
+from logistics_pipeline.tasks.gold.lake_views import lake_views
 from logistics_pipeline.tasks.gold.state import GOLD_FILE, published_path
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
 
@@ -85,15 +86,16 @@ def run_docs_generate(settings: Settings, gold_copy: Path, target: Path) -> None
         "--log-level", "none",
         "--vars", json.dumps(dbt_vars(settings)),
     ]
-    for command in (["parse"], ["docs", "generate", "--static", "--no-compile"]):
-        try:
-            result = dbtRunner().invoke([*command, *common])
-        finally:
-            release_duckdb_file()
-        errors = getattr(result.result, "errors", None) or []
-        if not result.success or result.exception is not None or errors:
-            problem = result.exception or "; ".join(errors) or f"see {target.parent / 'logs' / 'dbt.log'}"
-            raise PipelineError(f"dbt {' '.join(command[:2])} failed: {one_line(problem)}")
+    with lake_views(str(gold_copy), settings.lake):  # the silver sources' columns and types, for the catalog
+        for command in (["parse"], ["docs", "generate", "--static", "--no-compile"]):
+            try:
+                result = dbtRunner().invoke([*command, *common])
+            finally:
+                release_duckdb_file()
+            errors = getattr(result.result, "errors", None) or []
+            if not result.success or result.exception is not None or errors:
+                problem = result.exception or "; ".join(errors) or f"see {target.parent / 'logs' / 'dbt.log'}"
+                raise PipelineError(f"dbt {' '.join(command[:2])} failed: {one_line(problem)}")
 
 
 def describe(out: Path) -> DocsSite:

@@ -1,16 +1,17 @@
 """A dbt-duckdb source plugin that copies a lake Delta table into gold.duckdb with DuckDB's own
 Parquet reader (profiles.yml: ``plugins:`` of the local target, alias ``lake``).
 
+The pipeline's dbt commands read the lake through views instead (``tasks.gold.lake_views``),
+and the sources' ``save_mode: ignore`` makes this plugin skip a table that has one: it copies
+what has none, a table the views cannot read, or every table in a hand-run ``dbt build``.
+
 dbt-duckdb's ``delta`` plugin hands DuckDB a pyarrow dataset. Copying silver
 ``crm_sales_details`` at scale 300 (18 M lines) that way peaked at 2.2 GB, beyond the gold
 build's ``memory_limit``, since DuckDB's Arrow ingest and pyarrow's read-ahead are not under it.
-Read as Parquet, the same copy peaked at 0.7 GB and took 5.8 s instead of 8.1 s.
-
-The data files of a Delta table are the table when it has no partition columns and no reader
-features (deletion vectors, column mapping), which is how the lake writes every table. Any
-other table, an empty one, one outside the local disk, or a file name DuckDB would read as a
-glob pattern, is read the ``delta`` plugin's way. DuckDB's ``delta_scan`` is no alternative: it
-downloads an extension, which fails offline.
+Read as Parquet, the same copy peaked at 0.7 GB and took 5.8 s instead of 8.1 s. A table that
+DuckDB's Parquet reader cannot read as a whole (``lake_views.parquet_files``) is read the
+``delta`` plugin's way. DuckDB's ``delta_scan`` is no alternative: it downloads an extension,
+which fails offline.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
-from deltalake import DeltaTable
 
-from logistics_pipeline.tasks.local.lake import data_file_path, is_local, open_table
-
-_GLOB_CHARACTERS = frozenset("*?[]{}")
+from logistics_pipeline.tasks.gold.lake_views import parquet_query
+from logistics_pipeline.tasks.local.lake import open_table
 
 
 class Plugin(BasePlugin):
@@ -42,15 +41,9 @@ class Plugin(BasePlugin):
         if table is None:
             return self.missing_table(source_config)
         as_table = source_config.get("materialization", self.default_materialization()) == "table"
-        files = parquet_files(uri, table)
         cursor = getattr(self._cursor, "current", None)
-        if files is None or cursor is None or not as_table:
-            return table.to_pyarrow_dataset()
-        columns = [field.name for field in table.schema().fields]
-        relation = cursor.read_parquet(files, union_by_name=True)
-        if not set(columns) <= set(relation.columns):  # a column no data file has yet
-            return table.to_pyarrow_dataset()
-        return relation.select(*(f'"{name}"' for name in columns))
+        query = parquet_query(cursor, uri, table) if cursor is not None and as_table else None
+        return table.to_pyarrow_dataset() if query is None else cursor.sql(query)
 
     def missing_table(self, source_config: SourceConfig) -> Any:
         """A source table that does not exist: an error naming it (the quarantine plugin loads it empty)."""
@@ -58,14 +51,3 @@ class Plugin(BasePlugin):
 
     def default_materialization(self) -> str:
         return "table"
-
-
-def parquet_files(uri: str, table: DeltaTable) -> list[str] | None:
-    """The local paths of the table's data files when they are the whole table, else None."""
-    protocol = table.protocol()
-    if not is_local(uri) or table.metadata().partition_columns or protocol.reader_features or protocol.min_reader_version > 1:
-        return None
-    files = [data_file_path(uri_) for uri_ in table.file_uris()]
-    if not files or any(_GLOB_CHARACTERS & set(path) for path in files):
-        return None
-    return files

@@ -203,6 +203,8 @@ def test_build_creates_the_gold_tables(lake: Path) -> None:
         select column_name from information_schema.columns
         where table_schema = 'main' and table_catalog = 'gold' and table_name = 'fact_orders' order by ordinal_position
     """)] == [*FACT_COLUMNS.split(", "), "_ingested_at"]
+    # The sources were copied for this build and dropped after it: the next build reads silver again.
+    assert {schema for (schema,) in query(lake, "select distinct table_schema from information_schema.tables")} == {"main", "quarantine"}
 
 
 def test_second_build_changes_nothing(lake: Path) -> None:

@@ -1,6 +1,7 @@
-"""Gold's `lake` source plugin (tasks/gold/lake_source.py) on real Delta tables: what DuckDB's
-Parquet reader copies into gold.duckdb is what delta-rs reads, column for column and row for
-row; a table the data files alone do not describe is read delta-rs's way."""
+"""How gold reads the lake, on real Delta tables: the views of the tables' Parquet files
+(tasks/gold/lake_views.py) and the `lake` source plugin's copies (tasks/gold/lake_source.py)
+hold what delta-rs reads, column for column and row for row; a table the data files alone do
+not describe gets no view and is copied delta-rs's way."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from dbt.adapters.duckdb.utils import SourceConfig
-from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import DeltaTable, Field, WriterProperties, write_deltalake
 
-from logistics_pipeline.flows.gold import LAKE_INPUTS
 from logistics_pipeline.tasks.gold.lake_source import Plugin
+from logistics_pipeline.tasks.gold.lake_views import LAKE_INPUTS, LAKE_SCHEMAS, lake_views
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.local.quarantine import QUARANTINE_TABLES
 from tests.child_memory import run_in_a_child
@@ -87,6 +88,35 @@ def test_every_table_gold_reads_is_copied_by_the_parquet_reader_as_delta_rs_read
                 assert_same_as_delta_rs(con, uri)
                 copied += 1
     assert copied >= 10  # the six silver tables, four history tables, quality and some quarantine
+
+
+def test_every_table_gold_reads_has_a_view_while_dbt_runs_and_none_after(lake, tmp_path):
+    gold, viewed = str(tmp_path / "gold.duckdb"), 0
+    with lake_views(gold, lake.root):
+        with duckdb.connect(gold) as con:
+            for layer, table in LAKE_INPUTS:
+                uri = lake.uri(layer, table)
+                if not (DeltaTable.is_deltatable(uri) and DeltaTable(uri).file_uris()):  # the stream's, before any order
+                    continue
+                con.execute(f'create or replace table loaded as select * from "{layer}"."{table}"')
+                assert_same_as_delta_rs(con, uri)
+                con.execute("drop table expected")
+                viewed += 1
+    assert viewed >= 10  # the six silver tables, four history tables and quality
+    with duckdb.connect(gold) as con:
+        schemas = {name for (name,) in con.execute("select schema_name from information_schema.schemata").fetchall()}
+    assert not schemas & set(LAKE_SCHEMAS), "the views name files a vacuum deletes: none may outlive the block"
+
+
+def test_a_table_without_a_view_is_left_to_the_plugin(tmp_path):
+    """A partitioned table, or one whose newest column no data file has yet, gets no view."""
+    partitioned, evolved = str(tmp_path / "silver" / "crm_cust_info"), str(tmp_path / "silver" / "crm_prd_info")
+    write_deltalake(partitioned, pa.table({"id": pa.array([1, 2], pa.int64()), "region": ["north", "south"]}), partition_by=["region"])
+    write_deltalake(evolved, pa.table({"id": pa.array([1], pa.int64())}))
+    DeltaTable(evolved).alter.add_columns([Field("city", "string", nullable=True)])
+    gold = str(tmp_path / "gold.duckdb")
+    with lake_views(gold, str(tmp_path), [("silver", "crm_cust_info"), ("silver", "crm_prd_info"), ("silver", "missing")]), duckdb.connect(gold) as con:
+        assert con.execute("select count(*) from information_schema.tables where table_schema = 'silver'").fetchone()[0] == 0
 
 
 def test_a_column_added_later_reads_null_in_older_files(tmp_path):

@@ -218,6 +218,7 @@ def test_docs_site_renders_in_a_real_browser_from_any_folder(lake, tmp_path):
         assert {path.name for path in site.iterdir()} == {"index.html", "manifest.json", "catalog.json"}
         catalog = json.loads((site / "catalog.json").read_text())
         assert "model.dbt_gold.fact_orders" in catalog["nodes"] and "source.dbt_gold.quarantine.stream_orders" in catalog["sources"]
+        assert "sls_quantity" in catalog["sources"]["source.dbt_gold.silver.crm_sales_details"]["columns"]  # read from the lake's files
 
         with browser.chromium() as page:
             check_site(page, url)
