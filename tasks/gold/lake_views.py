@@ -5,13 +5,14 @@ Copying them into gold.duckdb, as dbt-duckdb's source plugins do, is a write of 
 row: at scale 100 the sales took 1.6 s to copy and 0.2 s to scan as Parquet, and the copies
 about 5 s of the gold build in all (15 s at scale 300). A view reads the files where they are.
 It names the data files of this moment, which a later vacuum deletes, so the views are dropped
-when the command ends: gold.duckdb holds gold, the quarantine and the quality results, never a
-view of lake files.
+when the command ends: gold.duckdb holds the gold models and the quarantine, never a view of
+lake files.
 
 The sources are declared with ``save_mode: ignore`` (models/sources.yml): dbt-duckdb's ``lake``
 plugin copies a table only when it has no view here, that is a table DuckDB's Parquet reader
-cannot read as a whole (``parquet_files``), or any table in a hand-run ``dbt build``; the
-project's on-run-end hooks drop those copies too, so the next command reads silver again.
+cannot read as a whole (``parquet_files``) or whose files it cannot open (the plugin's copy then
+fails inside dbt, which names the table), or any table in a hand-run ``dbt build``; the
+project's on-run-end hook drops those copies too, so the next command reads silver again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def lake_views(gold_path: str, lake: str, inputs: Iterable[tuple[str, str]] = LA
         for layer, table in inputs:
             uri = Lake(lake).uri(layer, table)
             delta_table = open_table(uri)
-            query = None if delta_table is None else parquet_query(connection, uri, delta_table)
+            try:
+                query = None if delta_table is None else parquet_query(connection, uri, delta_table)
+            except duckdb.Error:  # a data file DuckDB cannot open: left to the plugin, whose error dbt reports
+                query = None
             if query is not None:
                 connection.execute(f'create schema if not exists "{layer}"')
                 connection.execute(f'create or replace view "{layer}"."{table}" as {query}')

@@ -164,3 +164,13 @@ def test_copying_six_million_rows_into_gold_does_not_go_through_arrow(tmp_path):
     result = run_in_a_child(COPY_IN_A_CHILD, uri, str(tmp_path / "gold.duckdb"))  # its peak RSS is the copy's alone
     assert result["rows"] == rows
     assert result["growth_mb"] < GROWTH_LIMIT_MB, f"copying {rows:,} rows into gold grew the peak RSS by {result['growth_mb']} MB"
+
+
+def test_a_table_whose_files_do_not_open_gets_no_view(tmp_path):
+    """A damaged data file stops no view creation with DuckDB's traceback: the plugin's copy meets it inside dbt."""
+    uri = tmp_path / "silver" / "crm_cust_info"
+    write_deltalake(str(uri), pa.table({"id": pa.array([1, 2], pa.int64())}))
+    next(uri.glob("*.parquet")).write_bytes(b"not parquet")
+    gold = str(tmp_path / "gold.duckdb")
+    with lake_views(gold, str(tmp_path), [("silver", "crm_cust_info")]), duckdb.connect(gold) as con:
+        assert con.execute("select count(*) from information_schema.tables where table_schema = 'silver'").fetchone()[0] == 0
