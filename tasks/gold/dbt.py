@@ -152,7 +152,10 @@ def dbt_build(
     test's status (``test_statuses``), or raises ``GoldTestFailure`` naming each failed model or
     test in one line. ``on_model`` is called after each model with prefect-dbt's hook context
     (its ``node`` and ``owner``, the runner)."""
-    args = ["build", "--target", settings.dbt_target]
+    # dbt's unit tests check the models' SQL on fixed inputs, so a production build learns
+    # nothing from them that the project's CI did not (dbt's own advice: "Excluding unit tests
+    # from production builds"); `make test` and a hand-run `dbt build` run them.
+    args = ["build", "--target", settings.dbt_target, "--exclude-resource-type", "unit_test"]
     if full_refresh:
         args.append("--full-refresh")
     result = invoke(settings, args, gold_path, on_model)

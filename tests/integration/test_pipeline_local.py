@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -137,3 +139,7 @@ def test_dbt_models_are_tasks_and_the_tests_one_artifact(pipeline_run):
     assert not [name for name in tasks if name.startswith(("test ", "unit_test "))], tasks
     run, passed = re.match(r"\*\*(\d+) dbt tests: (\d+) pass\*\*", artifact.data).groups()
     assert run == passed and int(run) >= 60, artifact.data
+    # dbt's unit tests run in CI (test_dbt_gold.py, test_gold_on_spark.py), not in a production build
+    lake, _ = pipeline_run
+    results = json.loads((lake / "_dbt" / "target" / "run_results.json").read_text())["results"]
+    assert {r["unique_id"].split(".")[0] for r in results} == {"model", "test", "operation"}
