@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dbt.adapters.factory import load_plugin
-from dbt.cli.main import dbtRunner
+from dbt.cli.main import cli, dbtRunner
 from dbt.config.profile import Profile
 from dbt.config.renderer import ProfileRenderer
 from dbt_common.context import set_invocation_context
@@ -223,10 +223,15 @@ def test_the_bundles_dbt_task_runs_on_what_databricks_gives_it(tmp_path, monkeyp
     (command,) = gold["commands"]
     arguments = shlex.split(command)
     assert arguments[:2] == ["dbt", "build"]
+    projects = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR / gold["profiles_directory"])]
+    cli.commands["build"].make_context("build", [*arguments[2:], *projects])  # `dbt build` takes every flag it is given
+    # a production build leaves dbt's unit tests out; the flag is build's own, so parse goes without it
+    excluded = arguments.index("--exclude-resource-type")
+    assert arguments[excluded + 1] == "unit_test"
     monkeypatch.setenv("DBT_HOST", "dbc-1234abcd-5678.cloud.databricks.com")
     monkeypatch.setenv("DBT_ACCESS_TOKEN", TOKEN)
     result = dbtRunner().invoke([
-        "parse", *arguments[2:], "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR / gold["profiles_directory"]),
+        "parse", *arguments[2:excluded], *arguments[excluded + 2:], *projects,
         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"),
     ])
     assert result.success, result.exception
