@@ -216,8 +216,10 @@ def test_sigkill_during_kafka_ingest_then_rerun_equals_clean_ingest(story, kafka
     assert offsets.height == ORDERS_A and offsets.n_unique() == ORDERS_A
 
 
-def test_most_trials_really_killed_a_running_layer():
-    """Summary (runs last in this module): the kills landed while a layer was running."""
+def test_most_trials_really_killed_a_running_layer(story):
+    """Summary (runs last in this module): the kills landed while a layer was running. It asks
+    for the trials' module fixture so that `--dist loadgroup` runs it on their worker, after them
+    (without it, it sometimes ran on the other worker and skipped: no trial had run there)."""
     if not OUTCOMES:
         pytest.skip("no trial ran")
     print("\n" + "\n".join(f"{layer:18} {outcome:28} {n}" for (layer, outcome), n in sorted(OUTCOMES.items())))
