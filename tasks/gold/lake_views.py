@@ -41,9 +41,10 @@ _GLOB_CHARACTERS = frozenset("*?[]{}")
 @contextmanager
 def lake_views(gold_path: str, lake: str, inputs: Iterable[tuple[str, str]] = LAKE_INPUTS) -> Iterator[None]:
     """Views ``<layer>.<table>`` of the lake's tables in ``gold_path`` for the block, dropped after it."""
+    lake_ = Lake(lake)
     with duckdb.connect(gold_path) as connection:
         for layer, table in inputs:
-            uri = Lake(lake).uri(layer, table)
+            uri = lake_.uri(layer, table)
             delta_table = open_table(uri)
             try:
                 query = None if delta_table is None else parquet_query(connection, uri, delta_table)
