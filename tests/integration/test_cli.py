@@ -106,3 +106,18 @@ def test_databricks_engine_without_credentials_fails_at_once(tmp_path, monkeypat
         "and DATABRICKS_CLIENT_SECRET for a service principal)"
     ]
     assert not (tmp_path / "lake").exists()
+
+
+def test_every_refused_file_is_named_in_one_run(tmp_path, sources):
+    """The six exports are checked at once: the first refused file (in the contract's order)
+    stops the run, and the others are logged beside it, so one run names them all."""
+    customers, categories = sources / "source_crm" / "cust_info.csv", sources / "source_erp" / "PX_CAT_G1V2.csv"
+    customers.write_bytes(b"")
+    categories.unlink()
+    lake = tmp_path / "lake"
+    result = run_cli("run", "--source-dir", str(sources), "--lake", str(lake))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: {customers}: file is empty (expected a header line)"
+    assert f"also refused: {categories}: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (lake / "bronze").exists()
