@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import duckdb
-from deltalake import DeltaTable
+from deltalake import DeltaTable, Schema
 
 from logistics_pipeline.tasks.core.contract import STREAM_ORDERS
 from logistics_pipeline.tasks.core.quality_log import QUALITY_LAYER, QUALITY_TABLE
@@ -66,9 +66,11 @@ def drop_lake_schemas(gold_path: str) -> None:
 
 
 def parquet_query(connection: duckdb.DuckDBPyConnection, uri: str, table: DeltaTable) -> str | None:
-    """A select of the table's columns from its data files, or None when DuckDB's Parquet
-    reader cannot read it as the whole table (``parquet_files``) or no data file has one of
-    its columns yet."""
+    """A select of the table's columns from its data files (of none when the table is empty:
+    ``empty_query``), or None when DuckDB's Parquet reader cannot read it as the whole table
+    (``parquet_files``) or no data file has one of its columns yet."""
+    if not table.file_uris():
+        return empty_query(table.schema())
     files = parquet_files(uri, table)
     if files is None:
         return None
@@ -79,13 +81,38 @@ def parquet_query(connection: duckdb.DuckDBPyConnection, uri: str, table: DeltaT
     return f"select {', '.join(_identifier(name) for name in columns)} from {scan}"
 
 
+DUCKDB_TYPES = {
+    "string": "VARCHAR", "long": "BIGINT", "integer": "INTEGER", "short": "SMALLINT", "byte": "TINYINT", "float": "FLOAT",
+    "double": "DOUBLE", "boolean": "BOOLEAN", "binary": "BLOB", "date": "DATE", "timestamp": "TIMESTAMPTZ", "timestamp_ntz": "TIMESTAMP",
+}
+"""Delta's primitive types as DuckDB reads them from the lake's Parquet files (a Delta
+``timestamp`` is an instant: Parquet's UTC-adjusted timestamp, DuckDB's TIMESTAMPTZ)."""
+
+
+def empty_query(schema: Schema) -> str | None:
+    """A select of no rows with the columns and types of ``schema``, or None when one is not a
+    primitive type. An empty table (most quarantine tables, the stream's before any order) needs
+    no file and no Arrow: handing DuckDB an Arrow dataset imports pyarrow.dataset and pandas,
+    0.4 s of a small gold build."""
+    columns = []
+    for field in schema.fields:
+        name = getattr(field.type, "type", None)
+        if not isinstance(name, str):
+            return None
+        duckdb_type = DUCKDB_TYPES.get(name) or (name.upper() if name.startswith("decimal(") else None)
+        if duckdb_type is None:
+            return None
+        columns.append(f"cast(null as {duckdb_type}) as {_identifier(field.name)}")
+    return f"select {', '.join(columns)} where false" if columns else None
+
+
 def parquet_files(uri: str, table: DeltaTable) -> list[str] | None:
     """The local paths of the table's data files when they are the whole table, else None.
 
     The data files of a Delta table are the table when it has no partition columns and no
     reader features (deletion vectors, column mapping), which is how the lake writes every
-    table; an empty table, one outside the local disk, or a file name DuckDB would read as a
-    glob pattern is not read this way."""
+    table; one outside the local disk, or a file name DuckDB would read as a glob pattern, is
+    not read this way."""
     protocol = table.protocol()
     if not is_local(uri) or table.metadata().partition_columns or protocol.reader_features or protocol.min_reader_version > 1:
         return None

@@ -54,14 +54,19 @@ def rule_names(table: str) -> tuple[str, ...]:
     return (MALFORMED_ROW.name, *(rule.name for rule in SILVER_BY_NAME[table].rules))
 
 
-def empty_quarantine(table: str) -> pa.Table:
-    """A quarantine table silver has not written yet (the stream's before any message arrived),
-    as the empty table it stands for: no row was rejected."""
+def quarantine_schema(table: str) -> pa.Schema:
+    """The columns and types of a quarantine table, as silver writes it."""
     if table == STREAM_ORDERS:
         columns = STREAM_LAYOUT
     else:
         columns = {**dict.fromkeys(SOURCES_BY_TABLE[SILVER_BY_NAME[table].bronze].columns, pa.string()), **BRONZE_METADATA}
-    return pa.schema({RULE_COLUMN: pa.string(), **columns}).empty_table()
+    return pa.schema({RULE_COLUMN: pa.string(), **columns})
+
+
+def empty_quarantine(table: str) -> pa.Table:
+    """A quarantine table silver has not written yet (the stream's before any message arrived),
+    as the empty table it stands for: no row was rejected."""
+    return quarantine_schema(table).empty_table()
 
 
 @dataclass(frozen=True)

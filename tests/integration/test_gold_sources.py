@@ -129,19 +129,33 @@ def test_a_column_added_later_reads_null_in_older_files(tmp_path):
         assert con.execute("select id, city from loaded order by id").fetchall() == [(1, None), (2, None), (3, "Oslo")]
 
 
-@pytest.mark.parametrize("case", ["partitioned", "empty", "glob characters in its path"])
+@pytest.mark.parametrize("case", ["partitioned", "glob characters in its path"])
 def test_a_table_the_data_files_do_not_describe_alone_is_read_the_delta_rs_way(tmp_path, case):
     data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "region": ["north", "south", "north"]})
     uri = str(tmp_path / ("sales #?eu*" if case == "glob characters in its path" else "sales"))
     if case == "partitioned":
         write_deltalake(uri, data, partition_by=["region"])
-    elif case == "empty":
-        write_deltalake(uri, data.schema.empty_table())
     else:
         write_deltalake(uri, data)
     with duckdb.connect() as con:
         assert not isinstance(load(uri, con), duckdb.DuckDBPyRelation)
         assert_same_as_delta_rs(con, uri)
+
+
+def test_an_empty_table_is_read_in_sql_with_delta_rs_types(tmp_path):
+    """No data file to read and no Arrow: a select of no rows, typed as delta-rs reads the table."""
+    uri = str(tmp_path / "silver" / "stream_orders")
+    write_deltalake(uri, pa.schema({
+        "text": pa.string(), "long": pa.int64(), "int": pa.int32(), "short": pa.int16(), "byte": pa.int8(), "float": pa.float32(),
+        "double": pa.float64(), "flag": pa.bool_(), "bytes": pa.binary(), "day": pa.date32(), "at": pa.timestamp("us", tz="UTC"),
+        "local_at": pa.timestamp("us"), "amount": pa.decimal128(12, 2),
+    }).empty_table())
+    with duckdb.connect() as con:
+        assert isinstance(load(uri, con), duckdb.DuckDBPyRelation)
+        assert_same_as_delta_rs(con, uri)
+    gold = str(tmp_path / "gold.duckdb")
+    with lake_views(gold, str(tmp_path), [("silver", "stream_orders")]), duckdb.connect(gold) as con:
+        assert con.execute('select count(*) from "silver"."stream_orders"').fetchone() == (0,)
 
 
 def test_a_table_that_does_not_exist_is_named(tmp_path: Path):

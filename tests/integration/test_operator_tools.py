@@ -109,6 +109,14 @@ def test_a_quarantine_table_not_written_yet_loads_empty(lake, tmp_path):
     missing = SourceConfig(STREAM_ORDERS, STREAM_ORDERS, "quarantine", None, {"delta_table_path": str(tmp_path / "nothing")}, [])
     loaded = plugin.load(missing)
     assert loaded.num_rows == 0 and loaded.schema == empty_quarantine(STREAM_ORDERS).schema
+    with duckdb.connect() as con:  # as dbt-duckdb loads it: through a cursor, in SQL, with the Arrow table's columns and types
+        cursor = con.cursor()
+        plugin.configure_cursor(cursor)
+        relation = plugin.load(missing)
+        assert isinstance(relation, duckdb.DuckDBPyRelation)
+        cursor.register("arrow_df", loaded)
+        assert cursor.sql("describe select * from relation").fetchall() == cursor.sql("describe select * from arrow_df").fetchall()
+        assert relation.fetchall() == []
 
 
 def data_lines(output: str) -> list[str]:
