@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from logistics_pipeline.tasks.errors import is_error, one_line
+from logistics_pipeline.tasks.orchestration.server import start_temporary_server
 
 
 class _Commands(TyperGroup):
@@ -158,6 +159,7 @@ def run(
 
     summary = _run(
         lambda: _check_engine(engine),
+        start_temporary_server,
         lambda: logistics_pipeline(
             source_dir=_text(source_dir), lake=lake, orders=orders, bad_fraction=bad_fraction, seed=seed,
             bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, dbt_target=dbt_target, engine=engine,
@@ -184,7 +186,7 @@ def bronze(
     _checked(uses_source=True, source_dir=source_dir, lake=lake, engine=engine)
     from logistics_pipeline.flows.bronze import bronze_layer
 
-    rows = _run(lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, engine=engine))
+    rows = _run(start_temporary_server, lambda: bronze_layer(source_dir=_text(source_dir), lake=lake, bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, engine=engine))
     typer.echo(f"bronze rows: {rows}")
 
 
@@ -205,6 +207,7 @@ def produce(
     from logistics_pipeline.flows.produce import produce_messages
 
     summary = _run(
+        start_temporary_server,
         lambda: produce_messages(
             count=orders, seed=seed, rate=rate, bad_fraction=bad_fraction, topic=topic, partitions=partitions,
             bootstrap_servers=bootstrap_servers, kafka_block=kafka_block, lake=lake,
@@ -219,7 +222,7 @@ def silver(lake: LakeDir = None, engine: Engine = None, full_refresh: FullRefres
     _checked(lake=lake, engine=engine)
     from logistics_pipeline.flows.silver import silver_layer
 
-    counts = _run(lambda: silver_layer(lake=lake, engine=engine, full_refresh=full_refresh))
+    counts = _run(start_temporary_server, lambda: silver_layer(lake=lake, engine=engine, full_refresh=full_refresh))
     for c in counts:
         typer.echo(f"{c.table}: {c.rows_in} in, {c.rows_out} out, {c.quarantined} quarantined, {c.merged_duplicates} merged")
 
@@ -230,7 +233,7 @@ def gold(lake: LakeDir = None, dbt_target: DbtTarget = None, full_refresh: FullR
     _checked(uses_dbt=True, lake=lake, dbt_target=dbt_target)
     from logistics_pipeline.flows.gold import dbt_gold
 
-    counts = _run(lambda: dbt_gold(lake=lake, dbt_target=dbt_target, full_refresh=full_refresh, max_unknown_lines=max_unknown_lines))
+    counts = _run(start_temporary_server, lambda: dbt_gold(lake=lake, dbt_target=dbt_target, full_refresh=full_refresh, max_unknown_lines=max_unknown_lines))
     typer.echo(f"gold rows: {counts}")
 
 
@@ -250,6 +253,7 @@ def maintain(
     from logistics_pipeline.flows.maintenance import lake_maintenance
 
     rows = _run(
+        start_temporary_server,
         lambda: lake_maintenance(
             lake=lake, retention_hours=retention_hours, compact=compact, enforce_retention_duration=False if allow_short_retention else None
         )
@@ -383,8 +387,6 @@ def _usage_error(error: typer.TyperException) -> str:
 def main() -> None:
     # A temporary Prefect server phones home at start; on offline machines that only logs errors.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Without PREFECT_API_URL each command starts a temporary server; give it time on a busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
     args = sys.argv[1:] or ["--help"]
