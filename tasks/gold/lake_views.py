@@ -69,9 +69,10 @@ def parquet_query(connection: duckdb.DuckDBPyConnection, uri: str, table: DeltaT
     """A select of the table's columns from its data files (of none when the table is empty:
     ``empty_query``), or None when DuckDB's Parquet reader cannot read it as the whole table
     (``parquet_files``) or no data file has one of its columns yet."""
-    if not table.file_uris():
+    file_uris = table.file_uris()
+    if not file_uris:
         return empty_query(table.schema())
-    files = parquet_files(uri, table)
+    files = parquet_files(uri, table, file_uris)
     if files is None:
         return None
     scan = f"read_parquet([{', '.join(_literal(path) for path in files)}], union_by_name = true)"
@@ -106,8 +107,8 @@ def empty_query(schema: Schema) -> str | None:
     return f"select {', '.join(columns)} where false" if columns else None
 
 
-def parquet_files(uri: str, table: DeltaTable) -> list[str] | None:
-    """The local paths of the table's data files when they are the whole table, else None.
+def parquet_files(uri: str, table: DeltaTable, file_uris: list[str]) -> list[str] | None:
+    """The local paths of the table's data files (``file_uris``) when they are the whole table, else None.
 
     The data files of a Delta table are the table when it has no partition columns and no
     reader features (deletion vectors, column mapping), which is how the lake writes every
@@ -116,8 +117,8 @@ def parquet_files(uri: str, table: DeltaTable) -> list[str] | None:
     protocol = table.protocol()
     if not is_local(uri) or table.metadata().partition_columns or protocol.reader_features or protocol.min_reader_version > 1:
         return None
-    files = [data_file_path(uri_) for uri_ in table.file_uris()]
-    if not files or any(_GLOB_CHARACTERS & set(path) for path in files):
+    files = [data_file_path(uri_) for uri_ in file_uris]
+    if any(_GLOB_CHARACTERS & set(path) for path in files):
         return None
     return files
 
