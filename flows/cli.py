@@ -8,13 +8,15 @@ stopped by SIGTERM or Ctrl-C exits 143 or 130. The `error:` line is always the l
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -401,7 +403,23 @@ def main() -> None:
         name = signal.Signals(_stopped_by[0]).name
         typer.echo(f"error: stopped by {name}", err=True)
         code = 128 + _stopped_by[0]
-    sys.exit(code or 0)
+    _exit(code or 0)
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process without Python's teardown of every module it loaded: after a run,
+    Prefect, dbt, polars and DuckDB leave thousands, and tearing them down takes 0.3-0.6 s
+    that saves nothing. What an exit must do still happens first, in the interpreter's own
+    order: other threads are joined, exit handlers run (Prefect's log and event workers
+    send what they hold, a temporary server stops), and output is flushed."""
+    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter's exit calls first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A command stopped by SIGTERM (what a scheduler sends) or SIGINT (Ctrl-C) ends with one
 `error:` line as its last, exit 143 or 130, and leaves no process behind: the temporary
 Prefect server it started (about 260 MB) used to live on, orphaned. And a library's error
-reaches the terminal with the table it concerns first."""
+reaches the terminal with the table it concerns first. A command that ends skips Python's
+teardown of its modules, but nothing an exit owes: threads, exit handlers, output."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -101,3 +103,24 @@ def test_a_command_that_succeeds_stops_its_temporary_server_cleanly(tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith(f"Stopping temporary server on http://127.0.0.1:{port}"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "CancelledError" not in result.stderr
     assert not servers_on(port)
+
+
+EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+from logistics_pipeline.flows.cli import _exit
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "exit handler").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(0.5), (out / "thread").write_text("joined"))).start()
+sys.stdout.write("the last output, with no newline")
+_exit(3)
+"""
+
+
+def test_the_command_exit_joins_threads_runs_exit_handlers_and_flushes_output(tmp_path):
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # so that a missed flush loses the output
+    result = subprocess.run([sys.executable, "-c", EXIT, str(tmp_path)], capture_output=True, text=True, env=buffered, cwd=ROOT, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "the last output, with no newline"
+    assert (tmp_path / "thread").read_text() == "joined"
+    assert (tmp_path / "exit handler").read_text() == "ran"
