@@ -19,7 +19,7 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 ARTIFACT_EVERY_S = 1.0
-"""At most one artifact update (an API call) per second, besides the last one."""
+"""At most one artifact call (an API call) per second, besides the last one."""
 LINE_EVERY_S = 0.1
 
 
@@ -78,9 +78,12 @@ class Progress:
         self.note = ""
         self.finished = False
         self._lock = threading.Lock()
-        self._artifact: UUID | None = create_progress_artifact(0.0, key=key, description=description or f"{what}: {unit} done")
+        self._key, self._description = key, description or f"{what}: {unit} done"
+        self._artifact: UUID | None = None
         self._artifact_percent = 0.0
-        self._artifact_at = 0.0
+        # The artifact is created at the first report a second in, or at the end: work that
+        # is over sooner (every layer of a run that finds nothing new) costs one API call, not three.
+        self._artifact_at = time.monotonic()
         self._line_at = 0.0
         if TERMINAL.active():
             TERMINAL.clear_before_logs()
@@ -103,8 +106,12 @@ class Progress:
     def _report(self, final: bool) -> None:
         now = time.monotonic()
         percent = self.percent
-        if self._artifact is not None and (final or (percent > self._artifact_percent and now - self._artifact_at >= ARTIFACT_EVERY_S)):
-            update_progress_artifact(self._artifact, percent)
+        due = percent > self._artifact_percent and now - self._artifact_at >= ARTIFACT_EVERY_S
+        if due or (final and (self._artifact is None or percent != self._artifact_percent)):
+            if self._artifact is None:
+                self._artifact = create_progress_artifact(percent, key=self._key, description=self._description)
+            else:
+                update_progress_artifact(self._artifact, percent)
             self._artifact_percent, self._artifact_at = percent, now
         if TERMINAL.active() and not final and (now - self._line_at >= LINE_EVERY_S or percent >= 100):
             self._line_at = now
