@@ -28,9 +28,9 @@ from logistics_pipeline.tasks.core.silver import (
     amount_inconsistent,
     is_blank,
     is_real_date,
+    stage_dates,
     staged,
     text,
-    to_date,
     to_float,
     to_int,
 )
@@ -147,11 +147,15 @@ def parse_messages(bronze: pl.DataFrame) -> pl.DataFrame:
 EVENT_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(\+00:00|Z)$"
 
 
-def _event_time() -> nw.Expr:
-    """ISO-8601 event time with offset (``...+00:00`` or ``Z``) to UTC; anything else null,
-    impossible dates and times (month 13, Feb 30, 25:00) included: parsing never fails."""
+def _event_time_shaped() -> nw.Expr:
+    """The trimmed event time when it has the ISO-8601 shape with a UTC offset, else null."""
     raw = text("event_time")
-    shaped = nw.when(raw.str.contains(EVENT_TIME).fill_null(False)).then(raw)
+    return nw.when(raw.str.contains(EVENT_TIME).fill_null(False)).then(raw)
+
+
+def _event_time(shaped: nw.Expr) -> nw.Expr:
+    """Shaped event time (``...+00:00`` or ``Z``) to UTC; impossible dates and times (month 13,
+    Feb 30, 25:00) become null: parsing never fails."""
     part = lambda offset, length: shaped.str.slice(offset, length).cast(nw.Int64())  # noqa: E731
     valid = is_real_date(part(0, 4), part(5, 2), part(8, 2)) & (part(11, 2) <= 23) & (part(14, 2) <= 59) & (part(17, 2) <= 59)
     checked = nw.when(valid.fill_null(False)).then(shaped)
@@ -181,23 +185,28 @@ STREAM_RULES: tuple[Rule, ...] = (
 """A customer or product that gold's dimensions do not hold is not a reason to reject a line:
 gold points it to the unknown member (late-arriving dimension members are normal)."""
 
-TYPED_FIELDS: dict[str, Callable[[], nw.Expr]] = {
+NUMBER_FIELDS: dict[str, Callable[[], nw.Expr]] = {
     "customer_id": lambda: to_int("customer_id"),
     "quantity": lambda: to_int("quantity"),
     "price": lambda: to_float("price"),
     "sales_amount": lambda: to_float("sales_amount"),
-    "order_date": lambda: to_date("order_date", "yyyy-mm-dd"),
-    "ship_date": lambda: to_date("ship_date", "yyyy-mm-dd"),
-    "due_date": lambda: to_date("due_date", "yyyy-mm-dd"),
-    "event_time": lambda: _event_time(),
 }
+DATE_FIELDS = (("order_date", "yyyy-mm-dd"), ("ship_date", "yyyy-mm-dd"), ("due_date", "yyyy-mm-dd"))
+TYPED_FIELDS = (*NUMBER_FIELDS, *(name for name, _ in DATE_FIELDS), "event_time")
 """The typed fields, parsed once into ``staged`` columns that the rules and the merge read."""
 
 
 def validate(lines: nw.LazyFrame) -> nw.LazyFrame:
     """Tag every line with the first stream rule it breaks (``_rule``), after parsing its typed
-    fields once into ``staged`` columns."""
-    return tag_rejects(lines.with_columns(*(parse().alias(STAGED + name) for name, parse in TYPED_FIELDS.items())), STREAM_RULES)
+    fields once into ``staged`` columns. Dates and the event time are parsed in two steps, the
+    shaped text first: inline, their expressions nest the text a dozen times, and building
+    them cost 85 ms a batch (a fifth of that staged), however few lines it holds."""
+    shaped_time = STAGED + "text_event_time"
+    shaped = stage_dates(lines, DATE_FIELDS).with_columns(
+        *(parse().alias(STAGED + name) for name, parse in NUMBER_FIELDS.items()), _event_time_shaped().alias(shaped_time)
+    )
+    typed = shaped.with_columns(_event_time(nw.col(shaped_time)).alias(STAGED + "event_time")).drop(shaped_time)
+    return tag_rejects(typed, STREAM_RULES)
 
 
 ARRIVAL = ("_ingested_at", "_source", "partition", "offset")
