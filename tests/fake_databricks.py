@@ -130,7 +130,8 @@ class FakeDatabricks:
         context.load_cert_chain(self.ca_file, key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-databricks", daemon=True)
+        # serve_forever looks for shutdown() every poll_interval: 0.5 s by default, which every stop waited
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-databricks", daemon=True)
         self.reset()
 
     def reset(self) -> None:

@@ -40,11 +40,16 @@ def read(folder: Path, name: str) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default-sized set (scale 0.1, seed 42), generated once for the module."""
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """The default-sized set (scale 0.1, seed 42), generated once for the module, and the rows
+    generate_datasets reported."""
     out = tmp_path_factory.mktemp("scale_0_1")
-    generate_datasets(out, scale=0.1, seed=42)
-    return out
+    return out, generate_datasets(out, scale=0.1, seed=42)
+
+
+@pytest.fixture(scope="module")
+def small(generated: tuple[Path, dict[str, int]]) -> Path:
+    return generated[0]
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +72,11 @@ def sales(small: Path) -> pl.DataFrame:
 # --- layout -------------------------------------------------------------------------------
 
 
-def test_writes_the_six_files_and_reports_their_rows(small: Path) -> None:
-    counts = generate_datasets(small / "again", scale=0.1, seed=42)
+def test_writes_the_six_files_and_reports_their_rows(generated: tuple[Path, dict[str, int]]) -> None:
+    folder, counts = generated
     assert list(counts) == list(FILES) == list(HEADERS)
     for name, rows in counts.items():
-        assert read(small / "again", name).height == rows
+        assert read(folder, name).height == rows
 
 
 @pytest.mark.parametrize("name", list(HEADERS))

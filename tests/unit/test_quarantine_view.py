@@ -12,8 +12,8 @@ from logistics_pipeline.tasks.local.quarantine import (
     QuarantinedRow,
     Selection,
     check_filters,
-    empty_quarantine,
     message_position,
+    quarantine_schema,
     render,
     rule_names,
 )
@@ -65,9 +65,11 @@ def test_rows_print_as_aligned_columns_and_say_what_was_left_out():
     assert render(Selection([], matching=0)) == ["0 quarantined rows"]
 
 
-def test_a_table_not_written_yet_stands_for_an_empty_one_with_the_quarantine_layout():
-    customers = empty_quarantine("crm_cust_info")
-    assert customers.num_rows == 0
-    assert customers.schema.names == ["_rule", "cst_id", "cst_key", "cst_firstname", "cst_lastname", "cst_marital_status", "cst_gndr",
-                                      "cst_create_date", "_line", "_ingested_at", "_source", "_batch_id", "_bronze_error"]
-    assert empty_quarantine("stream_orders").schema.names[:3] == ["_rule", "value", "_line_index"]
+def test_the_quarantine_layout_is_the_rule_then_the_row_as_received():
+    """What a table not written yet stands for (its empty table is built in tests/integration:
+    an empty pyarrow table imports pandas, 0.4 s)."""
+    assert quarantine_schema("crm_cust_info").names == [
+        "_rule", "cst_id", "cst_key", "cst_firstname", "cst_lastname", "cst_marital_status", "cst_gndr",
+        "cst_create_date", "_line", "_ingested_at", "_source", "_batch_id", "_bronze_error",
+    ]
+    assert quarantine_schema("stream_orders").names[:3] == ["_rule", "value", "_line_index"]
