@@ -95,7 +95,7 @@ job-wheel: | $(BIN)/python
 	$(BIN)/python deployments/job_wheel.py --out dist
 
 ## Issue 14's goals: memory, speed and fixed cost vs a DuckDB script up to scale 300 (18 M sales lines), silver vs pandas and DuckDB, Kafka vs its own tools.
-## About 11 min on 2 idle cores (plus a few to generate the CSVs the first time); needs ~10 GB free disk. JSON last line + benchmarks/out/latest.json (benchmarks/README.md explains every key).
+## 14-20 min on 2 idle cores (plus a few to generate the CSVs the first time); needs ~10 GB free disk. JSON last line + benchmarks/out/latest.json (benchmarks/README.md explains every key).
 bench: $(TEST_INSTALLED)
 	$(BIN)/python -m benchmarks.run
 
