@@ -16,7 +16,10 @@ import time
 from types import TracebackType
 from uuid import UUID
 
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect import get_client
+from prefect.artifacts import update_progress_artifact
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 ARTIFACT_EVERY_S = 1.0
 """At most one artifact call (an API call) per second, besides the last one."""
@@ -79,6 +82,9 @@ class Progress:
         self.finished = False
         self._lock = threading.Lock()
         self._key, self._description = key, description or f"{what}: {unit} done"
+        # The run the artifact belongs to, taken here: reports may come from threads where no
+        # run is current (dbt's, as gold's models finish).
+        self._run_ids = get_task_and_flow_run_ids()
         self._artifact: UUID | None = None
         self._artifact_percent = 0.0
         # The artifact is created at the first report a second in, or at the end: work that
@@ -109,7 +115,7 @@ class Progress:
         due = percent > self._artifact_percent and now - self._artifact_at >= ARTIFACT_EVERY_S
         if due or (final and (self._artifact is None or percent != self._artifact_percent)):
             if self._artifact is None:
-                self._artifact = create_progress_artifact(percent, key=self._key, description=self._description)
+                self._artifact = create_artifact_for_run(self._run_ids, self._key, self._description, percent)
             else:
                 update_progress_artifact(self._artifact, percent)
             self._artifact_percent, self._artifact_at = percent, now
@@ -134,6 +140,17 @@ class Progress:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close(finished=kind is None)
+
+
+def create_artifact_for_run(run_ids: tuple[UUID | None, UUID | None], key: str, description: str, percent: float) -> UUID:
+    """Prefect's ``create_progress_artifact`` for the given (task run, flow run) rather than the
+    calling thread's."""
+    task_run_id, flow_run_id = run_ids
+    with get_client(sync_client=True) as client:
+        artifact = client.create_artifact(
+            ArtifactCreate(type="progress", key=key, description=description, data=percent, task_run_id=task_run_id, flow_run_id=flow_run_id)
+        )
+    return artifact.id
 
 
 def _amount(value: float) -> str:

@@ -72,29 +72,43 @@ def test_each_layer_reports_progress_as_an_artifact(pipeline_run):
 
 def test_progress_artifact_calls_are_one_for_quick_work_and_one_a_step_for_slow_work(prefect_server, monkeypatch):
     """Quick work (a layer with nothing new) creates its artifact once, at the end; slower work
-    shows on the way, at most once per ARTIFACT_EVERY_S, and ends at 100%."""
-    from prefect import flow
+    shows on the way, at most once per ARTIFACT_EVERY_S, and ends at 100%. The artifact is the
+    flow run's even when the work reports from another thread (gold's, from dbt's)."""
+    import threading
+
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.runtime import flow_run
 
     from logistics_pipeline.tasks.orchestration import progress as module
 
     calls: list[tuple[str, float]] = []
-    for name in ("create_progress_artifact", "update_progress_artifact"):
+    for name in ("create_artifact_for_run", "update_progress_artifact"):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *args, _real=real, _name=name, **kwargs: (calls.append((_name, round(args[-1], 1))), _real(*args, **kwargs))[1])
 
     @flow
-    def steps(seconds_each: float) -> None:
+    def steps(seconds_each: float) -> str:
         with module.Progress("test-progress", "test", "steps", total=3) as progress:
-            for _ in range(3):
-                time.sleep(seconds_each)
-                progress.advance()
+            def work() -> None:
+                for _ in range(3):
+                    time.sleep(seconds_each)
+                    progress.advance()
+
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join()
+        return flow_run.id
 
     steps(0)
-    assert calls == [("create_progress_artifact", 100.0)]
+    assert calls == [("create_artifact_for_run", 100.0)]
     calls.clear()
     monkeypatch.setattr(module, "ARTIFACT_EVERY_S", 0.05)
-    steps(0.1)
-    assert calls == [("create_progress_artifact", 33.3), ("update_progress_artifact", 66.7), ("update_progress_artifact", 100.0)]
+    run_id = steps(0.1)
+    assert calls == [("create_artifact_for_run", 33.3), ("update_progress_artifact", 66.7), ("update_progress_artifact", 100.0)]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    assert [(a.key, a.data) for a in artifacts] == [("test-progress", 100.0)]
 
 
 def test_the_quarantine_tables_are_in_gold_duckdb(lake):
