@@ -32,6 +32,7 @@ from benchmarks.common import (
     run_measured,
     sales_lines,
 )
+from logistics_pipeline.tasks.orchestration.server import SQLITE_SERVER_SETTINGS
 
 DUCKDB_SCRIPT = BENCH_DIR / "duckdb_pipeline.sql"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
@@ -100,7 +101,7 @@ def start_prefect_server(timeout: float = 120.0) -> PrefectServer:
 
     port = local_kafka().free_port()
     home, home_lock = server_home()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **SQLITE_SERVER_SETTINGS}
     env.pop("PREFECT_API_URL", None)
     began = time.perf_counter()
     server_log = OUT_DIR / f"prefect-server-{os.getpid()}.log"

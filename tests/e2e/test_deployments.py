@@ -38,6 +38,8 @@ import httpx
 import pytest
 import yaml
 
+from logistics_pipeline.tasks.orchestration.server import SQLITE_SERVER_SETTINGS
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +124,8 @@ class Stack:
 
 
 def clean_environment(home: Path, api_url: str) -> dict[str, str]:
-    """This machine's environment without Prefect, pipeline, Kafka or Databricks settings."""
+    """This machine's environment without Prefect, pipeline, Kafka or Databricks settings; the
+    server's SQLite settings as the README advises."""
     prefixes = ("PREFECT_", "LOGISTICS_", "DATABRICKS_", "KAFKA_")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
     return env | {
@@ -134,7 +137,7 @@ def clean_environment(home: Path, api_url: str) -> dict[str, str]:
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_CLI_WRAP_LINES": "false",
-    }
+    } | SQLITE_SERVER_SETTINGS
 
 
 @pytest.fixture(scope="module")

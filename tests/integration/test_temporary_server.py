@@ -1,7 +1,8 @@
 """A command without PREFECT_API_URL waits for its temporary server as long as the project says
 (``tasks/orchestration/server.py``), not Prefect's 20 s, which a first start in a new
 PREFECT_HOME outlasted on a busy machine; a user's own PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-wins; and Prefect's clients use the server the command started. Each case runs in a child
+wins; Prefect's clients use the server the command started; and that server records task runs
+as ``SQLITE_SERVER_SETTINGS`` says, but for what the user set. Each case runs in a child
 process with a new PREFECT_HOME, as a new user's first command does."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 
+from logistics_pipeline.tasks.orchestration.server import SQLITE_SERVER_SETTINGS
 from tests.cli_runner import ROOT
 
 CHILD = """
@@ -29,13 +31,15 @@ from prefect.server.api.server import SubprocessASGIServer
 with get_client(sync_client=True) as client:
     used = str(client.api_url).rstrip("/")
     client.hello()
-print(json.dumps({"started": SubprocessASGIServer().api_url.rstrip("/"), "used": used}))
+    recorder = client.request("GET", "/admin/settings").json()["server"]["services"]["task_run_recorder"]
+print(json.dumps({"started": SubprocessASGIServer().api_url.rstrip("/"), "used": used, "recorder": recorder}))
 server.stop_temporary_server()
 """
 
 
 def child(tmp_path, timeout: str, env: dict[str, str] | None = None) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")}
+    unset = {"PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", *SQLITE_SERVER_SETTINGS}
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
     environment |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"} | (env or {})
     done = subprocess.run([sys.executable, "-c", CHILD, timeout], capture_output=True, text=True, env=environment, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -55,6 +59,7 @@ def test_a_users_own_startup_timeout_wins(tmp_path):
     assert result["seconds"] < 15
 
 
-def test_prefects_clients_use_the_server_the_command_started(tmp_path):
-    result = child(tmp_path, "default")
+def test_prefects_clients_use_the_server_the_command_started_with_the_sqlite_settings(tmp_path):
+    result = child(tmp_path, "default", {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "7"})
     assert result["used"] == result["started"]
+    assert (result["recorder"]["batch_size"], result["recorder"]["flush_interval"]) == (7, 1.0), "the user's batch size, the project's interval"
