@@ -11,13 +11,12 @@ import pytest
 from hypothesis import settings
 from packaging.version import Version
 
-from logistics_pipeline.tasks.orchestration.server import SQLITE_SERVER_SETTINGS
+from logistics_pipeline.tasks.orchestration.server import default_to_sqlite_server_settings
 
 pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.spark"]
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-for _name, _value in SQLITE_SERVER_SETTINGS.items():  # the session's server and every temporary one
-    os.environ.setdefault(_name, _value)
+default_to_sqlite_server_settings()  # the session's server and every temporary one
 
 settings.register_profile("full", max_examples=60, deadline=None)
 settings.register_profile("fast", max_examples=15, deadline=None)

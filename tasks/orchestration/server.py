@@ -49,10 +49,16 @@ def start_temporary_server() -> None:
         return  # a real server
     from prefect.server.api.server import SubprocessASGIServer
 
-    for name, value in SQLITE_SERVER_SETTINGS.items():
-        os.environ.setdefault(name, value)  # the server process inherits this environment
+    default_to_sqlite_server_settings()
     chosen = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in os.environ
     SubprocessASGIServer().start(timeout=None if chosen else STARTUP_TIMEOUT_SECONDS)
+
+
+def default_to_sqlite_server_settings() -> None:
+    """``SQLITE_SERVER_SETTINGS`` in this process's environment, where it sets none of them
+    itself, for every Prefect server it starts (a server process inherits the environment)."""
+    for name, value in SQLITE_SERVER_SETTINGS.items():
+        os.environ.setdefault(name, value)
 
 
 def stop_temporary_server() -> None:

@@ -36,12 +36,17 @@ def read_until(process: subprocess.Popen, text: str) -> list[str]:
     pytest.fail(f"the command ended before {text!r}:\n{''.join(lines)}")
 
 
+def temporary_server_environment(home: Path) -> dict[str, str]:
+    """This environment with no PREFECT_API_URL (a temporary server, as a new user gets) and ``home`` as PREFECT_HOME."""
+    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+
+
 @pytest.fixture(scope="session")
 def migrated_database(tmp_path_factory) -> Path:
     """A Prefect database with every migration run (12 s), made once for the session."""
     home = tmp_path_factory.mktemp("prefect-home")
-    environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
-    subprocess.run([Path(sys.executable).with_name("prefect"), "server", "database", "upgrade", "-y"], env=environment, check=True, capture_output=True, timeout=300)
+    upgrade = [Path(sys.executable).with_name("prefect"), "server", "database", "upgrade", "-y"]
+    subprocess.run(upgrade, env=temporary_server_environment(home), check=True, capture_output=True, timeout=300)
     return home / "prefect.db"
 
 
@@ -54,7 +59,7 @@ def without_server(tmp_path, migrated_database) -> dict[str, str]:
     home = tmp_path / "prefect-home"
     home.mkdir()
     shutil.copyfile(migrated_database, home / "prefect.db")
-    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    return temporary_server_environment(home)
 
 
 def servers_on(port: str) -> list[psutil.Process]:
