@@ -27,11 +27,16 @@ import yaml
 
 from logistics_pipeline.tasks.errors import PipelineError, one_line
 from logistics_pipeline.tasks.gold.lake_views import lake_views
+from logistics_pipeline.tasks.gold.parsed_project import parsed_manifest
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
     from prefect_dbt import PrefectDbtRunner
 
+GOLD_FILE = "gold.duckdb"
+PARSE_DATABASE = f"parse-only/{GOLD_FILE}"
+"""The local target's DuckDB file while parsing for every lake (``tasks.gold.parsed_project``):
+dbt never opens it, and dbt-duckdb names the database after the file, as gold's (``gold``)."""
 GOLD_SCHEMA = "main"
 GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
 STREAM_SOURCE = "source:silver.stream_orders"
@@ -109,20 +114,29 @@ def work_dir(settings: Settings) -> Path:
     return Path(settings.lake) / "_dbt" if settings.is_local_lake else Path(".dbt-work")
 
 
+def profile_text(settings: Settings, gold_path: str | None) -> str:
+    """The project's profiles.yml, for a local build with ``gold_path`` as its DuckDB file."""
+    text = (DBT_PROJECT_DIR / "profiles.yml").read_text()
+    if gold_path is None or settings.dbt_target != "local":
+        return text
+    profiles = yaml.safe_load(text)
+    profiles["dbt_gold"]["outputs"]["local"]["path"] = gold_path
+    return yaml.safe_dump(profiles, sort_keys=False)
+
+
 def profiles_dir(settings: Settings, gold_path: str | None) -> Path:
-    """The project's profiles.yml, or for a local build a copy whose DuckDB path is ``gold_path``."""
+    """The project's profiles.yml, or for a local build a copy next to ``gold_path`` with it as its DuckDB file."""
     if gold_path is None or settings.dbt_target != "local":
         return DBT_PROJECT_DIR
-    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
-    profiles["dbt_gold"]["outputs"]["local"]["path"] = gold_path
     folder = Path(gold_path).parent / "profile"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "profiles.yml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    (folder / "profiles.yml").write_text(profile_text(settings, gold_path))
     return folder
 
 
-def dbt_runner(settings: Settings, gold_path: str | None) -> PrefectDbtRunner:
-    """A runner for this run's profile.
+def dbt_runner(settings: Settings, gold_path: str | None, variables: dict[str, object]) -> PrefectDbtRunner:
+    """A runner for this run's profile, on the project as parsed for every lake
+    (``tasks.gold.parsed_project``; when that parse fails, dbt parses for this command itself).
 
     dbt is imported here, not at module level: it takes seconds, and a run whose gold is
     up to date never needs it."""
@@ -132,6 +146,7 @@ def dbt_runner(settings: Settings, gold_path: str | None) -> PrefectDbtRunner:
 
     name_dbt_lines()
     return NamedDbtRunner(
+        manifest=parsed_manifest(settings.dbt_target, variables, profile_text(settings, PARSE_DATABASE)),
         settings=PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR,
             profiles_dir=profiles_dir(settings, gold_path),
@@ -215,10 +230,10 @@ def invoke(settings: Settings, args: list[str], gold_path: str | None, on_model:
     variables, env = dbt_vars(settings), dbt_environment(settings)
     with lake_views_for(settings, gold_path):  # dropped after dbt has closed the file
         try:
-            runner = dbt_runner(settings, gold_path)
-            if on_model is not None:
-                runner.post_model(on_model)
-            with environment(env):
+            with environment(env):  # the parse renders the profile too
+                runner = dbt_runner(settings, gold_path, variables)
+                if on_model is not None:
+                    runner.post_model(on_model)
                 return runner.invoke(
                     [*args, "--vars", json.dumps(variables)],
                     log_path=str(work_dir(settings) / "logs"),

@@ -13,9 +13,11 @@ Imported only where dbt runs: prefect_dbt takes seconds to import.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
+import prefect_dbt.core.runner as prefect_dbt_runner
 from prefect_dbt import PrefectDbtRunner
 
 TASK_RUN_LOGGER = "prefect.task_runs"
@@ -45,8 +47,22 @@ reports each failed one and the flow publishes the results as the ``gold-tests``
 
 
 class NamedDbtRunner(PrefectDbtRunner):
-    """PrefectDbtRunner whose node lines name their task on the console, and whose tasks are
-    the nodes that build something (``TASK_NODE_TYPES``)."""
+    """PrefectDbtRunner whose node lines name their task on the console, whose tasks are the
+    nodes that build something (``TASK_NODE_TYPES``), and whose dbt runs on the manifest it was
+    given instead of parsing the project again."""
+
+    def invoke(self, args: list[str], **kwargs: Any) -> Any:
+        # PrefectDbtRunner reads its ``manifest`` but does not hand it to the dbtRunner it
+        # creates, which then parses the project: give it, for this call (dbt runs one command
+        # at a time per process). dbtRunner(manifest=...) is dbt's way to skip the parse.
+        if self._manifest is None:
+            return super().invoke(args, **kwargs)
+        created_by_prefect_dbt = prefect_dbt_runner.dbtRunner
+        prefect_dbt_runner.dbtRunner = functools.partial(created_by_prefect_dbt, manifest=self._manifest)
+        try:
+            return super().invoke(args, **kwargs)
+        finally:
+            prefect_dbt_runner.dbtRunner = created_by_prefect_dbt
 
     def _call_task(self, task_state: Any, manifest_node: Any, context: dict[str, Any], enable_assets: bool) -> None:
         if str(getattr(manifest_node.resource_type, "value", manifest_node.resource_type)) in TASK_NODE_TYPES:

@@ -23,11 +23,16 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 
 from logistics_pipeline.tasks.gold.lake_views import parquet_query
-from logistics_pipeline.tasks.local.lake import open_table
+from logistics_pipeline.tasks.local.lake import Lake, open_table
 
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
+        # The lake comes from the profile (its ``config``), not from the sources: a source names
+        # only its layer (its schema) and table, so the parsed project holds no lake.
+        if not plugin_config.get("lake"):
+            raise ValueError(f"the {self.name!r} plugin needs the lake: config: {{lake: ...}} in profiles.yml")
+        self._lake = Lake(plugin_config["lake"])
         self._cursor = threading.local()
 
     def configure_cursor(self, cursor: Any) -> None:
@@ -36,7 +41,7 @@ class Plugin(BasePlugin):
         self._cursor.current = cursor
 
     def load(self, source_config: SourceConfig) -> Any:
-        uri = source_config["delta_table_path"]
+        uri = self.uri(source_config)
         table = open_table(uri)
         if table is None:
             return self.missing_table(source_config)
@@ -45,9 +50,14 @@ class Plugin(BasePlugin):
         query = parquet_query(cursor, uri, table) if cursor is not None and as_table else None
         return table.to_pyarrow_dataset() if query is None else cursor.sql(query)
 
+    def uri(self, source_config: SourceConfig) -> str:
+        """Where the source's Delta table is: ``<lake>/<schema>/<table>`` (``silver``, ``history``,
+        ``quality``, ``quarantine``: a source's schema in gold.duckdb is its layer of the lake)."""
+        return self._lake.uri(source_config.schema, source_config.name)
+
     def missing_table(self, source_config: SourceConfig) -> Any:
         """A source table that does not exist: an error naming it (the quarantine plugin loads it empty)."""
-        raise FileNotFoundError(f"lake table {source_config['delta_table_path']} does not exist: run the silver layer first")
+        raise FileNotFoundError(f"lake table {self.uri(source_config)} does not exist: run the silver layer first")
 
     def default_materialization(self) -> str:
         return "table"

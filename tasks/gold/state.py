@@ -26,13 +26,12 @@ from pathlib import Path
 
 import duckdb
 
-from logistics_pipeline.tasks.gold.dbt import GOLD_TABLES, dbt_vars, gold_row_counts, work_dir
+from logistics_pipeline.tasks.gold.dbt import GOLD_FILE, GOLD_TABLES, dbt_vars, gold_row_counts, work_dir
 from logistics_pipeline.tasks.local import lake
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
 
 RECORD = "gold-inputs.json"
 PROJECT_PARTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
-GOLD_FILE = "gold.duckdb"
 
 
 def project_digest(project_dir: Path = DBT_PROJECT_DIR) -> str:

@@ -7,6 +7,7 @@ runs `dbt build` in-process against the `local` target, and reads <lake>/gold.du
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -14,10 +15,15 @@ import duckdb
 import polars as pl
 import pytest
 from dbt.cli.main import dbtRunner, dbtRunnerResult
+from dbt.contracts.graph.manifest import Manifest
 from deltalake import write_deltalake
 
 from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
+from logistics_pipeline.tasks.gold.dbt import PARSE_DATABASE, dbt_vars, profile_text, work_dir
+from logistics_pipeline.tasks.gold.dbt import dbt_build as pipeline_dbt_build
+from logistics_pipeline.tasks.gold.parsed_project import PARSE_LAKE, SAVED_PARSE, parse_cache_root, parse_slot, parsed_manifest
 from logistics_pipeline.tasks.local.lake import Lake
+from logistics_pipeline.tasks.settings import Settings
 from tests.local_layers import write_history_and_quality
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_gold"
@@ -303,3 +309,71 @@ def test_gold_builds_within_a_memory_limit(lake: Path, monkeypatch: pytest.Monke
     assert result.success, result.exception
     assert [row["memory_limit"] for row in result.result.results[0].agate_table.rows] == [shown]
     assert_build_passed(dbt_build(lake))
+
+
+def settings_for(lake: Path) -> Settings:
+    return Settings(lake=str(lake))
+
+
+def pipeline_parse(settings: Settings) -> Manifest | None:
+    """The project as the pipeline's dbt commands get it (``tasks.gold.dbt.dbt_runner``)."""
+    return parsed_manifest(settings.dbt_target, dbt_vars(settings), profile_text(settings, PARSE_DATABASE))
+
+
+@pytest.fixture
+def parse_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return parse_cache_root()
+
+
+def test_one_parse_serves_every_lake(lake: Path, tmp_path: Path, parse_cache: Path) -> None:
+    """What dbt parses names no lake: two lakes share one saved parse, and the manifest holds
+    neither lake, nor the placeholder the parse had for it."""
+    other = settings_for(tmp_path / "another lake")
+    manifest = pipeline_parse(settings_for(lake))
+    assert manifest is not None
+    assert [slot.name for slot in parse_cache.iterdir()] == [parse_slot("local", {**dbt_vars(other), "lake": PARSE_LAKE}).name]
+    saved = next(parse_cache.iterdir()) / SAVED_PARSE
+    assert saved.is_file()
+    text = json.dumps(manifest.writable_manifest().to_dict())
+    for lake_path in (str(lake), other.lake, PARSE_LAKE):
+        assert lake_path not in text
+    assert {node.database for node in manifest.nodes.values() if node.resource_type == "model"} == {"gold"}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_builds_on_two_lakes_run_on_the_saved_parse(lake: Path, tmp_path: Path, parse_cache: Path) -> None:
+    """The pipeline's build does not parse (dbt leaves no saved parse in the lake's target), and
+    each lake's gold is its own silver's."""
+    second = tmp_path / "second" / "lake"
+    write_reference_silver(second)
+    write_history_and_quality(Lake(str(second)))
+    write_silver(second, "stream_orders", [], STREAM_SCHEMA)  # the second lake has no streamed line
+    built = {}
+    for each in (lake, second):
+        settings = settings_for(each)
+        pipeline_dbt_build(settings, gold_path=str(each / "gold.duckdb"))
+        target = work_dir(settings) / "target"
+        assert (target / "manifest.json").is_file() and not (target / SAVED_PARSE).exists()
+        built[each] = [row[0] for row in query(each, "select order_number from main.fact_orders order by 1")]
+    assert built == {lake: ["SO1", "SO1", "SO2", "SO3"], second: ["SO1", "SO1", "SO2"]}
+
+
+def test_a_damaged_saved_parse_is_parsed_again(lake: Path, parse_cache: Path) -> None:
+    settings = settings_for(lake)
+    assert pipeline_parse(settings) is not None
+    saved = next(parse_cache.iterdir()) / SAVED_PARSE
+    saved.write_bytes(b"not a parse")
+    manifest = pipeline_parse(settings)
+    assert manifest is not None and len(Manifest.from_msgpack(saved.read_bytes()).nodes) == len(manifest.nodes)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_without_a_cache_the_build_parses_for_itself(lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
+    settings = settings_for(lake)
+    assert pipeline_parse(settings) is None
+    pipeline_dbt_build(settings, gold_path=str(lake / "gold.duckdb"))
+    assert (work_dir(settings) / "target" / SAVED_PARSE).is_file()
+    assert [row[0] for row in query(lake, "select count(*) from main.fact_orders")] == [4]

@@ -37,9 +37,10 @@ con = duckdb.connect(db)
 con.execute("set memory_limit='300MB'")
 con.execute("set preserve_insertion_order=false")
 before = resident_kb("VmRSS")
-plugin, cursor = Plugin(name="lake", plugin_config={}), con.cursor()
+lake, layer, table = uri.rsplit("/", 2)
+plugin, cursor = Plugin(name="lake", plugin_config={"lake": lake}), con.cursor()
 plugin.configure_cursor(cursor)
-cursor.register("sales_df", plugin.load(SourceConfig("sales", "sales", "main", None, {"delta_table_path": uri}, [])))
+cursor.register("sales_df", plugin.load(SourceConfig(table, table, layer, None, {}, [])))
 cursor.execute("create table sales as select * from sales_df")
 growth_mb = (resident_kb("VmHWM") - before) // 1024
 print(json.dumps({"growth_mb": growth_mb, "rows": cursor.execute("select count(*) from sales").fetchone()[0]}))
@@ -56,13 +57,20 @@ def lake(tmp_path_factory, generated_sources) -> Lake:
 
 def load(uri: str, con: duckdb.DuckDBPyConnection, name: str = "loaded") -> object:
     """Load as dbt-duckdb does: configure a cursor, load through the plugin, copy into a table."""
-    plugin = Plugin(name="lake", plugin_config={})
+    plugin, source = plugin_and_source(uri)
     cursor = con.cursor()
     plugin.configure_cursor(cursor)
-    loaded = plugin.load(SourceConfig(name, name, "main", None, {"delta_table_path": uri, "materialization": "table"}, []))
+    loaded = plugin.load(source)
     cursor.register(f"{name}_df", loaded)
     cursor.execute(f"create table {name} as select * from {name}_df")
     return loaded
+
+
+def plugin_and_source(uri: str) -> tuple[Plugin, SourceConfig]:
+    """The ``lake`` plugin and the source that name the table at ``uri``: ``<lake>/<layer>/<table>``,
+    the lake in the plugin's config (profiles.yml) and the layer as the source's schema."""
+    lake, layer, table = uri.rsplit("/", 2)
+    return Plugin(name="lake", plugin_config={"lake": lake}), SourceConfig(table, table, layer, None, {"materialization": "table"}, [])
 
 
 def assert_same_as_delta_rs(con: duckdb.DuckDBPyConnection, uri: str) -> None:

@@ -146,8 +146,8 @@ def test_a_quarantine_table_not_written_yet_loads_empty(lake, tmp_path):
     it stands for, with the layout silver writes (compared here with the tables silver wrote)."""
     for table in QUARANTINE_TABLES:
         assert pl.from_arrow(empty_quarantine(table)).schema == quarantine_frame(lake, table).schema, table
-    plugin = Plugin(name="quarantine", plugin_config={})
-    missing = SourceConfig(STREAM_ORDERS, STREAM_ORDERS, "quarantine", None, {"delta_table_path": str(tmp_path / "nothing")}, [])
+    plugin = Plugin(name="quarantine", plugin_config={"lake": str(tmp_path / "no lake")})
+    missing = SourceConfig(STREAM_ORDERS, STREAM_ORDERS, "quarantine", None, {}, [])
     loaded = plugin.load(missing)
     assert loaded.num_rows == 0 and loaded.schema == empty_quarantine(STREAM_ORDERS).schema
     with duckdb.connect() as con:  # as dbt-duckdb loads it: through a cursor, in SQL, with the Arrow table's columns and types
