@@ -31,6 +31,7 @@ from logistics_pipeline.tasks.gold.parsed_project import parsed_manifest
 from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, Settings
 
 if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
     from prefect_dbt import PrefectDbtRunner
 
 GOLD_FILE = "gold.duckdb"
@@ -134,6 +135,11 @@ def profiles_dir(settings: Settings, gold_path: str | None) -> Path:
     return folder
 
 
+def project_manifest(settings: Settings, variables: dict[str, object]) -> Manifest | None:
+    """The project parsed for this target and these vars, once for every lake (``tasks.gold.parsed_project``)."""
+    return parsed_manifest(settings.dbt_target, variables, profile_text(settings, PARSE_DATABASE))
+
+
 def dbt_runner(settings: Settings, gold_path: str | None, variables: dict[str, object]) -> PrefectDbtRunner:
     """A runner for this run's profile, on the project as parsed for every lake
     (``tasks.gold.parsed_project``; when that parse fails, dbt parses for this command itself).
@@ -146,7 +152,7 @@ def dbt_runner(settings: Settings, gold_path: str | None, variables: dict[str, o
 
     name_dbt_lines()
     return NamedDbtRunner(
-        manifest=parsed_manifest(settings.dbt_target, variables, profile_text(settings, PARSE_DATABASE)),
+        manifest=project_manifest(settings, variables),
         settings=PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR,
             profiles_dir=profiles_dir(settings, gold_path),

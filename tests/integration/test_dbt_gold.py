@@ -19,9 +19,9 @@ from dbt.contracts.graph.manifest import Manifest
 from deltalake import write_deltalake
 
 from logistics_pipeline.tasks.core.stream import STREAM_ORDERS_SCHEMA
-from logistics_pipeline.tasks.gold.dbt import PARSE_DATABASE, dbt_vars, profile_text, work_dir
+from logistics_pipeline.tasks.gold.dbt import dbt_vars, project_manifest, work_dir
 from logistics_pipeline.tasks.gold.dbt import dbt_build as pipeline_dbt_build
-from logistics_pipeline.tasks.gold.parsed_project import PARSE_LAKE, SAVED_PARSE, parse_cache_root, parse_slot, parsed_manifest
+from logistics_pipeline.tasks.gold.parsed_project import PARSE_LAKE, SAVED_PARSE, parse_cache_root, parse_slot
 from logistics_pipeline.tasks.local.lake import Lake
 from logistics_pipeline.tasks.settings import Settings
 from tests.local_layers import write_history_and_quality
@@ -317,7 +317,7 @@ def settings_for(lake: Path) -> Settings:
 
 def pipeline_parse(settings: Settings) -> Manifest | None:
     """The project as the pipeline's dbt commands get it (``tasks.gold.dbt.dbt_runner``)."""
-    return parsed_manifest(settings.dbt_target, dbt_vars(settings), profile_text(settings, PARSE_DATABASE))
+    return project_manifest(settings, dbt_vars(settings))
 
 
 @pytest.fixture
