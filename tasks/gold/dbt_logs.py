@@ -8,6 +8,9 @@ here that message carries the node's task name (as the runner names the node's t
 ``model dim_customers``), which a filter on Prefect's task run logger puts on the record.
 Colours are dbt's own (``--no-use-colors``, see ``tasks.gold.dbt.invoke``).
 
+The same runner hands dbt the project's manifest, parsed once for every lake
+(``tasks.gold.parsed_project``), which PrefectDbtRunner takes but does not pass on.
+
 Imported only where dbt runs: prefect_dbt takes seconds to import.
 """
 
