@@ -293,8 +293,8 @@ def pipeline_section(scales: list[float], server: PrefectServer, noop_scales: li
             temporary = {"measured": False, "error": str(error)[:500]}
         finally:
             shutil.rmtree(OUT_DIR / f"prefect-home-temporary-{os.getpid()}", ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(parse_cache_home(), ignore_errors=True)  # lakes and DuckDB files (GBs at scale 300); logs stay in benchmarks/out
+    shutil.rmtree(work, ignore_errors=True)  # lakes and DuckDB files (GBs at scale 300); logs stay in benchmarks/out
+    shutil.rmtree(parse_cache_home(), ignore_errors=True)
 
     def per_million(seconds: list[float | None]) -> list[float | None]:
         return [round(s / n * 1e6, 2) if s is not None else None for s, n in zip(seconds, lines, strict=True)]

@@ -115,10 +115,15 @@ def work_dir(settings: Settings) -> Path:
     return Path(settings.lake) / "_dbt" if settings.is_local_lake else Path(".dbt-work")
 
 
+def is_local_build(settings: Settings, gold_path: str | None) -> bool:
+    """Whether dbt builds into the DuckDB file ``gold_path`` (the local target, with a file given)."""
+    return gold_path is not None and settings.dbt_target == "local"
+
+
 def profile_text(settings: Settings, gold_path: str | None) -> str:
     """The project's profiles.yml, for a local build with ``gold_path`` as its DuckDB file."""
     text = (DBT_PROJECT_DIR / "profiles.yml").read_text()
-    if gold_path is None or settings.dbt_target != "local":
+    if not is_local_build(settings, gold_path):
         return text
     profiles = yaml.safe_load(text)
     profiles["dbt_gold"]["outputs"]["local"]["path"] = gold_path
@@ -127,7 +132,7 @@ def profile_text(settings: Settings, gold_path: str | None) -> str:
 
 def profiles_dir(settings: Settings, gold_path: str | None) -> Path:
     """The project's profiles.yml, or for a local build a copy next to ``gold_path`` with it as its DuckDB file."""
-    if gold_path is None or settings.dbt_target != "local":
+    if not is_local_build(settings, gold_path):
         return DBT_PROJECT_DIR
     folder = Path(gold_path).parent / "profile"
     folder.mkdir(parents=True, exist_ok=True)
@@ -259,7 +264,7 @@ def invoke(settings: Settings, args: list[str], gold_path: str | None, on_model:
 
 def lake_views_for(settings: Settings, gold_path: str | None) -> AbstractContextManager[None]:
     """For a local build, the lake's tables as views in the file dbt runs on (``tasks.gold.lake_views``)."""
-    if gold_path is None or settings.dbt_target != "local":
+    if not is_local_build(settings, gold_path):
         return nullcontext()
     return lake_views(gold_path, settings.lake)
 
