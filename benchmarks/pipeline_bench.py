@@ -32,6 +32,7 @@ from benchmarks.common import (
     run_measured,
     sales_lines,
 )
+from benchmarks.floors import floors as floors_of
 from logistics_pipeline.tasks.orchestration.server import SQLITE_SERVER_SETTINGS
 
 DUCKDB_SCRIPT = BENCH_DIR / "duckdb_pipeline.sql"
@@ -40,6 +41,7 @@ GOLD_TABLES = ("dim_customers", "dim_products", "fact_orders")
 # customer or product that is not (or no longer) exported point); the script has none.
 UNKNOWN_MEMBER_KEYS = {"dim_customers": "customer_key", "dim_products": "product_key"}
 CLI = Path(sys.executable).with_name("logistics-pipeline")
+FLOORS_SCALE = 1.0  # where benchmarks.floors measures what dbt and Prefect cost alone
 
 # The DuckDB script's runner: executes the script in a new database file, then reads back
 # the gold row counts and the data tests' failures.
@@ -208,6 +210,15 @@ def run_duckdb_script(source_dir: Path, db: Path, label: str) -> tuple[ProcessRu
     return run, json.loads(result.read_text())
 
 
+def measured_floors(lake: Path, server: PrefectServer) -> dict[str, Any]:
+    """What dbt and Prefect cost alone (``benchmarks.floors``), on the scale-1 lake just built."""
+    try:
+        return {"measured": True, **floors_of(lake, cli_environment(server))}
+    except Exception as error:  # noqa: BLE001 - a detail: record why it is missing and go on
+        log(f"floors FAILED: {error}")
+        return {"measured": False, "reason": str(error)[:500]}
+
+
 # --- the section ---------------------------------------------------------------------------------
 
 
@@ -235,6 +246,7 @@ def pipeline_section(scales: list[float], server: PrefectServer, noop_scales: li
     first_runs: dict[float, float | None] = dict.fromkeys(rerun_scales)
     noop_runs: dict[float, float | None] = dict.fromkeys(rerun_scales)
     failures: list[str] = []
+    floors: dict[str, Any] = {"measured": False, "reason": f"this run has no pipeline run at scale {FLOORS_SCALE:g}"}
     parse_seconds = warm_parse_cache(server)
     log(f"pipeline: parsed the gold project once for every run in {parse_seconds:.1f}s")
     for scale in scales:
@@ -254,6 +266,8 @@ def pipeline_section(scales: list[float], server: PrefectServer, noop_scales: li
                 noop_runs[scale] = round(rerun.seconds, 2)
                 detail.update(project_noop_rerun_seconds=noop_runs[scale], project_noop_rerun_cpu_seconds=rerun.cpu_seconds)
                 log(f"pipeline project scale {scale:g} no-op rerun: {rerun.seconds:.1f}s, {rerun.cpu_seconds:.1f} CPU-s")
+            if scale == FLOORS_SCALE:
+                floors = measured_floors(work / f"lake-{tag}", server)
         except Exception as error:  # noqa: BLE001 - record where it broke and go on
             failures.append(f"project at scale {scale:g}: {error}")
             log(f"pipeline project scale {scale:g} FAILED: {error}")
@@ -316,6 +330,7 @@ def pipeline_section(scales: list[float], server: PrefectServer, noop_scales: li
                                                        "duckdb_script": slopes(lines, duckdb_cpu) if cpu_complete else None},  # type: ignore[arg-type]
             "runs": details,
             "dbt_parse_seconds": parse_seconds,
+            "floors": floors,
             "peak_rss_how": "per run, the larger of: psutil RSS summed over the command and all its descendants, polled every 0.1 s "
                             "(*_peak_tree_rss_mb), and getrusage(RUSAGE_CHILDREN).ru_maxrss, the largest single process (*_max_rss_mb); "
                             "the measuring wrapper and the harness's Prefect server are not in the tree",

@@ -130,3 +130,18 @@ def test_a_silver_section_that_failed_at_a_size_other_than_the_goals_is_not_judg
 
     assert goals["silver_vs_pandas"]["met"] is None and "scale 2" in goals["silver_vs_pandas"]["reason"]
     assert issue14_goals({**run, "config": {"silver_scale": 30.0}})["silver_vs_duckdb"]["met"] is False
+
+
+def test_what_dbt_and_prefect_cost_alone_is_shown_beside_the_fixed_cost_goals():
+    floors = {"measured": True, "scale_factor": 1.0, "dbt_build_seconds": 6.0, "empty_flows_seconds": 2.4}
+    goals = issue14_goals(full_run(pipeline_detail={"floors": floors}))
+
+    assert goals["fixed_cost_scale1_vs_duckdb"]["floor"] == {"dbt_build_alone_seconds": 6.0, "ratio": 3.0}  # script: 2.0 s
+    assert goals["noop_rerun_vs_first_run"]["floor"] == {"empty_flows_seconds": 2.4, "ratio": 0.12}  # first run: 20.0 s
+    assert goals_met(goals) == "12 of 12"  # a floor is detail, not a goal
+
+
+def test_floors_that_were_not_measured_add_nothing():
+    goals = issue14_goals(full_run(pipeline_detail={"floors": {"measured": False, "reason": "no run at scale 1"}}))
+
+    assert "floor" not in goals["fixed_cost_scale1_vs_duckdb"] and "floor" not in goals["noop_rerun_vs_first_run"]
