@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import OUT_DIR, dataset, fresh_dir, log, sales_lines
+from benchmarks.common import OUT_DIR, compile_project, dataset, fresh_dir, log, sales_lines
 
 PROFILES = OUT_DIR / "profiles"
 
@@ -130,6 +130,7 @@ def _cli_env():
 def profile_pipeline(scale: float, py_spy: bool, noop: bool) -> None:
     from benchmarks.pipeline_bench import parse_cache_home
 
+    compile_project()  # as the bench's runs are
     source_dir, rows = dataset(scale)
     lake = fresh_dir(OUT_DIR / f"profile-lake-s{scale:g}")
     env, server = _cli_env()
