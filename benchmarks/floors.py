@@ -44,14 +44,11 @@ pipeline()
 
 def dbt_build_seconds(lake: Path, env: dict[str, str]) -> float:
     """``dbt build`` of the gold project on ``lake``'s silver, the second of two in one target folder."""
-    import yaml
-
-    from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR
+    from logistics_pipeline.tasks.gold.dbt import profile_text
+    from logistics_pipeline.tasks.settings import DBT_PROJECT_DIR, load_settings
 
     work = fresh_dir(OUT_DIR / "floor-dbt")
-    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
-    profiles["dbt_gold"]["outputs"]["local"]["path"] = str(work / "gold.duckdb")
-    (work / "profiles.yml").write_text(yaml.safe_dump(profiles, sort_keys=False))
+    (work / "profiles.yml").write_text(profile_text(load_settings(lake=str(lake), dbt_target="local"), str(work / "gold.duckdb")))
     cmd = [
         str(DBT), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(work), "--target", "local",
         "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
